@@ -1,0 +1,224 @@
+"""
+Reading configuration documents (TOML, YAML, JSON) and assembling the static
+configuration from a file, CLI flags or environment variables, as Traefik does:
+the first source present is used and the others are ignored, in the order file,
+flags, environment. With none of them, relayd starts on an embedded default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from typing import Any, Iterable, Mapping, Sequence
+
+import attrs
+import yaml
+
+from relayd.config.errors import ConfigError
+from relayd.config.schema import decode, fieldKeys, flatToTree
+from relayd.config.static import EntryPoint, StaticConfig
+from relayd.config.types import FrozenMap
+
+DOCUMENT_SUFFIXES = (".toml", ".yaml", ".yml", ".json")
+CONFIG_NAMES = ("relayd.toml", "relayd.yaml", "relayd.yml")
+SYSTEM_CONFIG_DIR = "/etc/relayd"
+ENV_PREFIXES = ("RELAYD_", "TRAEFIK_")
+
+EMBEDDED_DEFAULT = """\
+# relayd's embedded default: used when no configuration file, flag or
+# environment variable is given.
+[log]
+level = "INFO"
+
+[entryPoints.web]
+address = "127.0.0.1:8080"
+
+[ping]
+entryPoint = "web"
+"""
+
+
+def parseDocument(text: str, name: str) -> Any:
+    """
+    Parse a configuration document; the format follows the name's suffix.
+
+    @raise ConfigError: if the text does not parse, with the line where known.
+    """
+    suffix = os.path.splitext(name)[1].lower()
+    try:
+        if suffix == ".toml":
+            return tomllib.loads(text)
+        if suffix in (".yaml", ".yml"):
+            return yaml.safe_load(text)
+        if suffix == ".json":
+            return json.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("", f"invalid TOML: {e}", name) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError("", f"invalid YAML{where}: {problem}", name) from None
+    except json.JSONDecodeError as e:
+        raise ConfigError("", f"invalid JSON (line {e.lineno}, column {e.colno}): {e.msg}", name) from None
+    raise ConfigError("", f"unknown file type {suffix!r}; use .toml, .yaml, .yml or .json", name)
+
+
+def readDocument(path: str) -> Any:
+    """
+    Read and parse a configuration file.
+
+    @raise ConfigError: if it cannot be read or parsed.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError("", f"cannot read: {e.strerror}", path) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError("", f"not UTF-8 text: {e}", path) from None
+    return parseDocument(text, path)
+
+
+@attrs.frozen
+class StaticSource:
+    """
+    Where the static configuration came from.
+
+    @ivar kind: C{file}, C{flags}, C{env} or C{default}.
+    @ivar path: the configuration file for C{file}.
+    """
+
+    kind: str
+    path: str = ""
+
+
+@attrs.frozen
+class LoadedStatic:
+    config: StaticConfig
+    source: StaticSource
+    warnings: tuple[str, ...] = ()
+
+
+def findConfigFile(cwd: str, systemDir: str = SYSTEM_CONFIG_DIR) -> str | None:
+    """
+    The configuration file relayd uses when none is named: C{relayd.toml} (or
+    C{.yaml}/C{.yml}) in the working directory, then in C{/etc/relayd}.
+    """
+    for directory in (cwd, systemDir):
+        for name in CONFIG_NAMES:
+            candidate = os.path.join(directory, name)
+            if os.path.isfile(candidate):
+                return candidate
+    return None
+
+
+def envItems(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """
+    The configuration keys in environment variables: C{RELAYD_A_B=v} (or
+    C{TRAEFIK_A_B=v}) is C{a.b=v}. Only variables whose first part names a
+    top-level section count, so unrelated variables with the prefix are left
+    alone. C{RELAYD_} wins over C{TRAEFIK_} for the same key.
+    """
+    sections = {k.lower() for k in fieldKeys(StaticConfig)}
+    items: dict[str, str] = {}
+    for prefix in reversed(ENV_PREFIXES):
+        for name, value in sorted(environ.items()):
+            if not name.upper().startswith(prefix):
+                continue
+            key = name[len(prefix):].lower().replace("_", ".")
+            if key.split(".")[0] in sections:
+                items[key] = value
+    return list(items.items())
+
+
+def loadStatic(
+    configFile: str | None,
+    flags: Sequence[tuple[str, str]],
+    environ: Mapping[str, str],
+    cwd: str,
+    systemDir: str = SYSTEM_CONFIG_DIR,
+) -> LoadedStatic:
+    """
+    Assemble the static configuration.
+
+    @param configFile: the file named by C{--config}, if any.
+    @param flags: the C{--a.b=value} flags as C{("a.b", "value")} pairs.
+
+    @raise ConfigError: every problem found in the source used.
+    """
+    env = envItems(environ)
+    path = configFile or findConfigFile(cwd, systemDir)
+    warnings: list[str] = []
+    if path is not None:
+        raw = readDocument(path)
+        if raw is None:
+            raw = {}
+        ignored = [f"--{k}" for k, _ in flags] + [f"{k} (environment)" for k, _ in env]
+        if ignored:
+            warnings.append(
+                f"the configuration file {path} is used, so these settings are ignored "
+                f"(one source only, as in Traefik): {', '.join(ignored)}"
+            )
+        try:
+            config, more = decode(StaticConfig, raw)
+        except ConfigError as e:
+            raise e.withSource(path) from None
+        return _finish(config, StaticSource("file", path), warnings + more)
+    if flags:
+        if env:
+            warnings.append(
+                "command-line flags are used, so the RELAYD_/TRAEFIK_ environment "
+                "variables are ignored (one source only, as in Traefik)"
+            )
+        config, more = decode(StaticConfig, flatToTree(StaticConfig, flags))
+        return _finish(config, StaticSource("flags"), warnings + more)
+    if env:
+        config, more = decode(StaticConfig, flatToTree(StaticConfig, env))
+        return _finish(config, StaticSource("env"), warnings + more)
+    config, more = decode(StaticConfig, parseDocument(EMBEDDED_DEFAULT, "embedded.toml"))
+    return _finish(config, StaticSource("default"), more)
+
+
+def _finish(config: StaticConfig, source: StaticSource, warnings: Iterable[str]) -> LoadedStatic:
+    config = effective(config)
+    return LoadedStatic(config=config, source=source, warnings=tuple(warnings))
+
+
+def effective(config: StaticConfig) -> StaticConfig:
+    """
+    Traefik's implied settings: an C{http} entrypoint on C{:80} when none is
+    defined, and a C{traefik} entrypoint on C{:8080} when the API (insecure),
+    ping or Prometheus metrics need it and it is not defined.
+
+    @raise ConfigError: if a section names an entrypoint that does not exist.
+    """
+    entryPoints = dict(config.entryPoints)
+    if not entryPoints:
+        entryPoints["http"] = EntryPoint(address=":80")
+    needTraefik = (
+        (config.api is not None and config.api.insecure)
+        or (config.ping is not None and not config.ping.manualRouting and config.ping.entryPoint == "traefik")
+        or (
+            config.metrics is not None
+            and config.metrics.prometheus is not None
+            and not config.metrics.prometheus.manualRouting
+            and config.metrics.prometheus.entryPoint == "traefik"
+        )
+        or (config.providers.rest is not None and config.providers.rest.insecure)
+    )
+    if needTraefik and "traefik" not in entryPoints:
+        entryPoints["traefik"] = EntryPoint(address=":8080")
+    config = attrs.evolve(config, entryPoints=FrozenMap(entryPoints))
+    problems = []
+    if config.ping is not None and not config.ping.manualRouting:
+        if config.ping.entryPoint not in entryPoints:
+            problems.append(("ping.entryPoint", config.ping.entryPoint))
+    prometheus = config.metrics.prometheus if config.metrics else None
+    if prometheus is not None and not prometheus.manualRouting:
+        if prometheus.entryPoint not in entryPoints:
+            problems.append(("metrics.prometheus.entryPoint", prometheus.entryPoint))
+    for path, name in problems:
+        raise ConfigError(path, f'unknown entrypoint "{name}"')
+    return config

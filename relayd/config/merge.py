@@ -1,0 +1,260 @@
+"""
+Combining dynamic configurations: several sources inside one provider (first
+definition wins), and all providers into one (names qualified as
+C{name@provider}, references resolved within the referrer's provider unless they
+name another).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import attrs
+
+from relayd.config.dynamic import (
+    DynamicConfig,
+    HTTPConfig,
+    Router,
+    Service,
+    TCPConfig,
+    TCPRouter,
+    TCPService,
+    TLSConfig,
+    UDPConfig,
+    UDPRouter,
+    UDPService,
+)
+from relayd.config.errors import ConfigError
+from relayd.config.middlewares import HTTPMiddleware
+from relayd.config.types import FrozenMap
+
+DEFAULT_TLS_OPTIONS = "default"
+
+_SECTIONS = (
+    ("http", ("routers", "services", "middlewares", "serversTransports")),
+    ("tcp", ("routers", "services", "middlewares", "serversTransports")),
+    ("udp", ("routers", "services")),
+)
+
+
+def mergeFirstWins(sources: Sequence[tuple[str, DynamicConfig]]) -> tuple[DynamicConfig, list[ConfigError]]:
+    """
+    Merge the configurations of several sources of one provider (the files of a
+    directory): an object defined twice keeps its first definition, and the
+    second is reported.
+    """
+    if len(sources) == 1:
+        return sources[0][1], []
+    errors: list[ConfigError] = []
+    sections: dict[str, dict[str, dict[str, Any]]] = {
+        protocol: {kind: {} for kind in kinds} for protocol, kinds in _SECTIONS
+    }
+    origins: dict[tuple[str, str, str], str] = {}
+    certificates: list[Any] = []
+    options: dict[str, Any] = {}
+    stores: dict[str, Any] = {}
+    for origin, config in sources:
+        for protocol, kinds in _SECTIONS:
+            section = getattr(config, protocol)
+            for kind in kinds:
+                for name, value in getattr(section, kind).items():
+                    target = sections[protocol][kind]
+                    if name in target:
+                        if target[name] != value:
+                            first = origins[(protocol, kind, name)]
+                            errors.append(
+                                ConfigError(
+                                    f"{protocol}.{kind}.{name}",
+                                    f"already defined in {first}; this definition is ignored",
+                                    origin,
+                                )
+                            )
+                        continue
+                    target[name] = value
+                    origins[(protocol, kind, name)] = origin
+        for cert in config.tls.certificates:
+            if cert not in certificates:
+                certificates.append(cert)
+        for mapping, values, kind in ((options, config.tls.options, "options"), (stores, config.tls.stores, "stores")):
+            for name, value in values.items():
+                if name in mapping and mapping[name] != value:
+                    errors.append(
+                        ConfigError(f"tls.{kind}.{name}", "already defined; this definition is ignored", origin)
+                    )
+                    continue
+                mapping.setdefault(name, value)
+    merged = DynamicConfig(
+        http=HTTPConfig(**{k: FrozenMap(v) for k, v in sections["http"].items()}),
+        tcp=TCPConfig(**{k: FrozenMap(v) for k, v in sections["tcp"].items()}),
+        udp=UDPConfig(**{k: FrozenMap(v) for k, v in sections["udp"].items()}),
+        tls=TLSConfig(certificates=tuple(certificates), options=FrozenMap(options), stores=FrozenMap(stores)),
+    )
+    return merged, errors
+
+
+def qualifyName(name: str, provider: str) -> str:
+    """
+    C{name@provider}, unless the name already names a provider.
+    """
+    if not name or "@" in name:
+        return name
+    return f"{name}@{provider}"
+
+
+def splitName(qualified: str) -> tuple[str, str]:
+    """
+    C{("name", "provider")} for C{name@provider}.
+    """
+    name, _, provider = qualified.rpartition("@")
+    return (name, provider) if name else (qualified, "")
+
+
+def _tlsOption(name: str, provider: str) -> str:
+    if not name or name == DEFAULT_TLS_OPTIONS:
+        return name
+    return qualifyName(name, provider)
+
+
+def _names(names: Iterable[str], provider: str) -> tuple[str, ...]:
+    return tuple(qualifyName(n, provider) for n in names)
+
+
+def _qualifyRouter(router: Router, p: str) -> Router:
+    tls = router.tls
+    if tls is not None and tls.options:
+        tls = attrs.evolve(tls, options=_tlsOption(tls.options, p))
+    return attrs.evolve(
+        router,
+        service=qualifyName(router.service, p),
+        middlewares=_names(router.middlewares, p),
+        tls=tls,
+    )
+
+
+def _qualifyService(service: Service, p: str) -> Service:
+    if service.loadBalancer is not None:
+        lb = service.loadBalancer
+        return attrs.evolve(service, loadBalancer=attrs.evolve(lb, serversTransport=qualifyName(lb.serversTransport, p)))
+    if service.weighted is not None:
+        w = service.weighted
+        return attrs.evolve(
+            service,
+            weighted=attrs.evolve(
+                w, services=tuple(attrs.evolve(s, name=qualifyName(s.name, p)) for s in w.services)
+            ),
+        )
+    if service.highestRandomWeight is not None:
+        w = service.highestRandomWeight
+        return attrs.evolve(
+            service,
+            highestRandomWeight=attrs.evolve(
+                w, services=tuple(attrs.evolve(s, name=qualifyName(s.name, p)) for s in w.services)
+            ),
+        )
+    if service.mirroring is not None:
+        m = service.mirroring
+        return attrs.evolve(
+            service,
+            mirroring=attrs.evolve(
+                m,
+                service=qualifyName(m.service, p),
+                mirrors=tuple(attrs.evolve(x, name=qualifyName(x.name, p)) for x in m.mirrors),
+            ),
+        )
+    if service.failover is not None:
+        f = service.failover
+        return attrs.evolve(
+            service,
+            failover=attrs.evolve(f, service=qualifyName(f.service, p), fallback=qualifyName(f.fallback, p)),
+        )
+    return service
+
+
+def _qualifyMiddleware(middleware: HTTPMiddleware, p: str) -> HTTPMiddleware:
+    if middleware.chain is not None:
+        chain = middleware.chain
+        return attrs.evolve(middleware, chain=attrs.evolve(chain, middlewares=_names(chain.middlewares, p)))
+    if middleware.errors is not None:
+        errors = middleware.errors
+        return attrs.evolve(middleware, errors=attrs.evolve(errors, service=qualifyName(errors.service, p)))
+    return middleware
+
+
+def _qualifyTCPRouter(router: TCPRouter, p: str) -> TCPRouter:
+    tls = router.tls
+    if tls is not None and tls.options:
+        tls = attrs.evolve(tls, options=_tlsOption(tls.options, p))
+    return attrs.evolve(router, service=qualifyName(router.service, p), middlewares=_names(router.middlewares, p), tls=tls)
+
+
+def _qualifyTCPService(service: TCPService, p: str) -> TCPService:
+    if service.loadBalancer is not None:
+        lb = service.loadBalancer
+        return attrs.evolve(service, loadBalancer=attrs.evolve(lb, serversTransport=qualifyName(lb.serversTransport, p)))
+    if service.weighted is not None:
+        w = service.weighted
+        return attrs.evolve(
+            service,
+            weighted=attrs.evolve(w, services=tuple(attrs.evolve(s, name=qualifyName(s.name, p)) for s in w.services)),
+        )
+    return service
+
+
+def _qualifyUDPService(service: UDPService, p: str) -> UDPService:
+    if service.weighted is not None:
+        w = service.weighted
+        return attrs.evolve(
+            service,
+            weighted=attrs.evolve(w, services=tuple(attrs.evolve(s, name=qualifyName(s.name, p)) for s in w.services)),
+        )
+    return service
+
+
+def _map(values: FrozenMap[str, Any], p: str, fn: Any) -> dict[str, Any]:
+    return {qualifyName(name, p): fn(value, p) for name, value in values.items()}
+
+
+def _keep(value: Any, p: str) -> Any:
+    return value
+
+
+def qualify(config: DynamicConfig, provider: str) -> DynamicConfig:
+    """
+    The same configuration with every object named C{name@provider} and every
+    unqualified reference resolved inside C{provider}.
+    """
+    http = config.http
+    tcp = config.tcp
+    udp = config.udp
+    options = {_tlsOption(n, provider): v for n, v in config.tls.options.items()}
+    return DynamicConfig(
+        http=HTTPConfig(
+            routers=FrozenMap(_map(http.routers, provider, _qualifyRouter)),
+            services=FrozenMap(_map(http.services, provider, _qualifyService)),
+            middlewares=FrozenMap(_map(http.middlewares, provider, _qualifyMiddleware)),
+            serversTransports=FrozenMap(_map(http.serversTransports, provider, _keep)),
+        ),
+        tcp=TCPConfig(
+            routers=FrozenMap(_map(tcp.routers, provider, _qualifyTCPRouter)),
+            services=FrozenMap(_map(tcp.services, provider, _qualifyTCPService)),
+            middlewares=FrozenMap(_map(tcp.middlewares, provider, _keep)),
+            serversTransports=FrozenMap(_map(tcp.serversTransports, provider, _keep)),
+        ),
+        udp=UDPConfig(
+            routers=FrozenMap(
+                {qualifyName(n, provider): attrs.evolve(r, service=qualifyName(r.service, provider)) for n, r in udp.routers.items()}
+            ),
+            services=FrozenMap(_map(udp.services, provider, _qualifyUDPService)),
+        ),
+        tls=attrs.evolve(config.tls, options=FrozenMap(options)),
+    )
+
+
+def mergeProviders(configs: Sequence[tuple[str, DynamicConfig]]) -> tuple[DynamicConfig, list[ConfigError]]:
+    """
+    Qualify each provider's configuration and merge them. Qualified names cannot
+    collide across providers; TLS certificates are pooled, and a TLS option or
+    store defined by two providers keeps the first (in provider name order).
+    """
+    qualified = [(name, qualify(config, name)) for name, config in sorted(configs)]
+    return mergeFirstWins([(f"provider {n}", c) for n, c in qualified]) if len(qualified) != 1 else (qualified[0][1], [])

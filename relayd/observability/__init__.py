@@ -1,0 +1,3 @@
+"""
+Logs, access logs and metrics.
+"""

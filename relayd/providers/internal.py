@@ -1,0 +1,52 @@
+"""
+The internal provider: routers relayd adds itself, named C{...@internal}: ping,
+entrypoint redirections, and the welcome route of the embedded default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from relayd.config.dynamic import DynamicConfig, decodeDynamic
+from relayd.config.static import StaticConfig
+from relayd.runtime.routing import MAX_PRIORITY
+
+
+def internalConfig(static: StaticConfig, welcome: bool = False) -> DynamicConfig:
+    """
+    The internal routers implied by the static configuration.
+    """
+    routers: dict[str, Any] = {}
+    middlewares: dict[str, Any] = {}
+    if static.ping is not None and not static.ping.manualRouting:
+        routers["ping"] = {
+            "rule": "PathPrefix(`/ping`)",
+            "entryPoints": [static.ping.entryPoint],
+            "service": "ping@internal",
+            "priority": MAX_PRIORITY,
+        }
+    for name, ep in static.entryPoints.items():
+        redirections = ep.http.redirections
+        if redirections is None or redirections.entryPoint is None:
+            continue
+        redirect = redirections.entryPoint
+        target = redirect.to
+        port = target[1:] if target.startswith(":") else static.entryPoints[target].parsedAddress.port
+        routerName = f"{name}-to-{target.lstrip(':')}"
+        middlewares[f"redirect-{routerName}"] = {
+            "redirectScheme": {"scheme": redirect.scheme, "port": str(port), "permanent": redirect.permanent}
+        }
+        routers[routerName] = {
+            "rule": "HostRegexp(`^.+$`)",
+            "entryPoints": [name],
+            "middlewares": [f"redirect-{routerName}"],
+            "service": "noop@internal",
+            "priority": redirect.priority or MAX_PRIORITY - 1,
+        }
+    if welcome:
+        routers["welcome"] = {
+            "rule": "PathPrefix(`/`)",
+            "service": "welcome@internal",
+            "priority": 1,
+        }
+    return decodeDynamic({"http": {"routers": routers, "middlewares": middlewares}})

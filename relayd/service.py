@@ -1,0 +1,82 @@
+"""
+The service tree of a running relayd: providers feed the watcher, the watcher
+swaps runtimes into the entrypoints. Providers start first (the file provider
+loads synchronously, so the first requests already see its routes), entrypoints
+after; on stop, entrypoints stop accepting first.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.application import service
+from twisted.logger import Logger
+
+from relayd.api.internal import internalServices
+from relayd.config.loader import LoadedStatic
+from relayd.entrypoints import EntryPointService
+from relayd.providers.base import ProviderUpdate
+from relayd.providers.file import FileProvider
+from relayd.providers.internal import internalConfig
+from relayd.runtime.build import Runtime
+from relayd.watcher import Watcher
+
+
+class RelaydService(service.MultiService):
+    _log = Logger()
+
+    def __init__(self, loaded: LoadedStatic, reactor: Any) -> None:
+        super().__init__()
+        self.loaded = loaded
+        self.static = loaded.config
+        self.reactor = reactor
+        self.state: dict[str, Any] = {"terminating": False}
+        self.watcher = Watcher(reactor, self.static, internal=internalServices(self.state), reactor=reactor)
+        self.watcher.update(
+            ProviderUpdate("internal", internalConfig(self.static, welcome=loaded.source.kind == "default"))
+        )
+        self.providers: list[service.Service] = []
+        baseDirectory = os.path.dirname(os.path.abspath(loaded.source.path)) if loaded.source.path else ""
+        fileConfig = self.static.providers.file
+        if fileConfig is not None:
+            self._addProvider(FileProvider(reactor, self.watcher.update, fileConfig, baseDirectory))
+        for name in self.static.providers.enabled():
+            if name not in ("file",):
+                self._log.warn(
+                    "the {provider} provider is configured but not available in this relayd yet",
+                    provider=name,
+                )
+        self.entryPoints: dict[str, EntryPointService] = {}
+        for name, config in self.static.entryPoints.items():
+            ep = EntryPointService(name, config, reactor, self.watcher.runtime)
+            ep.setServiceParent(self)
+            self.entryPoints[name] = ep
+        self.watcher.addListener(self._swap)
+
+    def _addProvider(self, provider: service.Service) -> None:
+        provider.setServiceParent(self)
+        self.providers.append(provider)
+
+    def _swap(self, runtime: Runtime) -> None:
+        for ep in self.entryPoints.values():
+            ep.swap(runtime)
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.watcher.runtime
+
+    def startService(self) -> None:
+        for warning in self.loaded.warnings:
+            self._log.warn("{warning}", warning=warning)
+        source = self.loaded.source
+        self._log.info(
+            "relayd starting with the static configuration from {source}",
+            source=source.path if source.path else {"default": "the embedded default"}.get(source.kind, source.kind),
+        )
+        super().startService()
+
+    def stopService(self) -> Any:
+        self.state["terminating"] = True
+        self.watcher.stop()
+        return super().stopService()
