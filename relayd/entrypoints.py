@@ -221,6 +221,7 @@ class EntryPointService(service.Service):
             entrypoint=self.entryPointName,
             address=where,
             protocol=self.address.protocol,
+            relayd_always=True,
         )
 
     def stopService(self) -> defer.Deferred[None] | None:

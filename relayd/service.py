@@ -8,6 +8,7 @@ after; on stop, entrypoints stop accepting first.
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 from twisted.application import service
@@ -73,10 +74,15 @@ class RelaydService(service.MultiService):
         self._log.info(
             "relayd starting with the static configuration from {source}",
             source=source.path if source.path else {"default": "the embedded default"}.get(source.kind, source.kind),
+            relayd_always=True,
         )
         super().startService()
 
     def stopService(self) -> Any:
         self.state["terminating"] = True
+        # SIGTERM is relayd's normal stop: exit 0 (twistd would otherwise
+        # re-raise the signal and report 143).
+        if getattr(self.reactor, "_exitSignal", None) == signal.SIGTERM:
+            self.reactor._exitSignal = None
         self.watcher.stop()
         return super().stopService()

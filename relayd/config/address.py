@@ -135,7 +135,7 @@ def parseAddress(text: str) -> Address:
         host, portText = body.split(":")
         if host and not _isHost(host):
             raise ValueError(f"invalid address {text!r}: {host!r} is not a host name or IP")
-    if not portText.isdigit() or int(portText) > 65535:
+    if not (portText.isascii() and portText.isdigit()) or int(portText) > 65535:
         raise ValueError(f"invalid address {text!r}: the port must be a number from 0 to 65535")
     return Address(protocol=protocol, host=host, port=int(portText))
 

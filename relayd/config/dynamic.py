@@ -31,16 +31,19 @@ def _url(value: str) -> None:
         parts.port
     except ValueError as e:
         raise ValueError(f"invalid URL {value!r}: {e}") from None
-    if parts.scheme.lower() not in ("http", "https", "h2c", "ws", "wss") or not parts.hostname:
+    if parts.scheme.lower() not in _SERVER_SCHEMES or not parts.hostname:
         raise ValueError(
             f"invalid server URL {value!r}: expected scheme://host[:port], "
-            "with scheme http, https or h2c"
+            f"with scheme {', '.join(_SERVER_SCHEMES[:-1])} or {_SERVER_SCHEMES[-1]}"
         )
+
+
+_SERVER_SCHEMES = ("http", "https", "h2c", "ws", "wss")
 
 
 def _hostPort(value: str) -> None:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise ValueError(f"invalid address {value!r}: expected host:port")
 
 
@@ -249,27 +252,46 @@ class ServersTransport:
     spiffe: Spiffe | None = None
 
 
-def _noAt(kind: str):
-    def check(names: FrozenMap[str, Any]) -> None:
-        for name in names:
-            if "@" in name:
-                raise ValueError(f"{kind} name {name!r} may not contain '@'")
-            if not name:
-                raise ValueError(f"{kind} names may not be empty")
+def _badName(kind: str, name: str) -> str:
+    if not name:
+        return f"{kind} names may not be empty"
+    if "@" in name:
+        return (
+            f"{kind} name {name!r} may not contain '@' "
+            "(it separates a name from its provider; define the object without it)"
+        )
+    return ""
 
-    return check
+
+def _badNames(section: Any, kinds: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """
+    The problems with the object names of a section, each at the object's path
+    (C{routers.a@b}).
+    """
+    for attribute, kind in kinds.items():
+        for name in getattr(section, attribute, ()):
+            message = _badName(kind, name)
+            if message:
+                yield f"{attribute}.{name}", message
+
+
+_NAMED = {
+    "routers": "router",
+    "services": "service",
+    "middlewares": "middleware",
+    "serversTransports": "serversTransport",
+}
 
 
 @frozen
 class HTTPConfig:
-    routers: FrozenMap[str, Router] = field(factory=FrozenMap, check=_noAt("router"))
-    services: FrozenMap[str, Service] = field(factory=FrozenMap, check=_noAt("service"))
-    middlewares: FrozenMap[str, HTTPMiddleware] = field(
-        factory=FrozenMap, check=_noAt("middleware")
-    )
-    serversTransports: FrozenMap[str, ServersTransport] = field(
-        factory=FrozenMap, check=_noAt("serversTransport")
-    )
+    routers: FrozenMap[str, Router] = field(factory=FrozenMap)
+    services: FrozenMap[str, Service] = field(factory=FrozenMap)
+    middlewares: FrozenMap[str, HTTPMiddleware] = field(factory=FrozenMap)
+    serversTransports: FrozenMap[str, ServersTransport] = field(factory=FrozenMap)
+
+    def _validate(self) -> Iterator[tuple[str, str]]:
+        return _badNames(self, _NAMED)
 
 
 # TCP
@@ -371,14 +393,13 @@ class TCPServersTransport:
 
 @frozen
 class TCPConfig:
-    routers: FrozenMap[str, TCPRouter] = field(factory=FrozenMap, check=_noAt("router"))
-    services: FrozenMap[str, TCPService] = field(factory=FrozenMap, check=_noAt("service"))
-    middlewares: FrozenMap[str, TCPMiddleware] = field(
-        factory=FrozenMap, check=_noAt("middleware")
-    )
-    serversTransports: FrozenMap[str, TCPServersTransport] = field(
-        factory=FrozenMap, check=_noAt("serversTransport")
-    )
+    routers: FrozenMap[str, TCPRouter] = field(factory=FrozenMap)
+    services: FrozenMap[str, TCPService] = field(factory=FrozenMap)
+    middlewares: FrozenMap[str, TCPMiddleware] = field(factory=FrozenMap)
+    serversTransports: FrozenMap[str, TCPServersTransport] = field(factory=FrozenMap)
+
+    def _validate(self) -> Iterator[tuple[str, str]]:
+        return _badNames(self, _NAMED)
 
 
 # UDP
@@ -419,8 +440,11 @@ class UDPService:
 
 @frozen
 class UDPConfig:
-    routers: FrozenMap[str, UDPRouter] = field(factory=FrozenMap, check=_noAt("router"))
-    services: FrozenMap[str, UDPService] = field(factory=FrozenMap, check=_noAt("service"))
+    routers: FrozenMap[str, UDPRouter] = field(factory=FrozenMap)
+    services: FrozenMap[str, UDPService] = field(factory=FrozenMap)
+
+    def _validate(self) -> Iterator[tuple[str, str]]:
+        return _badNames(self, _NAMED)
 
 
 # TLS

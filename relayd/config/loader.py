@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import attrs
 import yaml
 
-from relayd.config.errors import ConfigError
+from relayd.config.errors import ConfigError, raiseAll
 from relayd.config.schema import decode, fieldKeys, flatToTree
 from relayd.config.static import EntryPoint, StaticConfig
 from relayd.config.types import FrozenMap
@@ -121,7 +121,8 @@ def envItems(environ: Mapping[str, str]) -> list[tuple[str, str]]:
     top-level section count, so unrelated variables with the prefix are left
     alone. C{RELAYD_} wins over C{TRAEFIK_} for the same key.
     """
-    sections = {k.lower() for k in fieldKeys(StaticConfig)}
+    # Ignored sections (tracing...) count too, so that decoding warns about them.
+    sections = {k.lower() for k in fieldKeys(StaticConfig)} | set(StaticConfig.__ignored__)
     items: dict[str, str] = {}
     for prefix in reversed(ENV_PREFIXES):
         for name, value in sorted(environ.items()):
@@ -161,29 +162,47 @@ def loadStatic(
                 f"the configuration file {path} is used, so these settings are ignored "
                 f"(one source only, as in Traefik): {', '.join(ignored)}"
             )
-        try:
-            config, more = decode(StaticConfig, raw)
-        except ConfigError as e:
-            raise e.withSource(path) from None
-        return _finish(config, StaticSource("file", path), warnings + more)
+        return _load(lambda: raw, StaticSource("file", path), path, warnings)
     if flags:
         if env:
             warnings.append(
                 "command-line flags are used, so the RELAYD_/TRAEFIK_ environment "
                 "variables are ignored (one source only, as in Traefik)"
             )
-        config, more = decode(StaticConfig, flatToTree(StaticConfig, flags))
-        return _finish(config, StaticSource("flags"), warnings + more)
+        return _load(
+            lambda: flatToTree(StaticConfig, flags),
+            StaticSource("flags"),
+            "command-line flags",
+            warnings,
+        )
     if env:
-        config, more = decode(StaticConfig, flatToTree(StaticConfig, env))
-        return _finish(config, StaticSource("env"), warnings + more)
-    config, more = decode(StaticConfig, parseDocument(EMBEDDED_DEFAULT, "embedded.toml"))
-    return _finish(config, StaticSource("default"), more)
+        return _load(
+            lambda: flatToTree(StaticConfig, env),
+            StaticSource("env"),
+            "environment variables",
+            warnings,
+        )
+    return _load(
+        lambda: parseDocument(EMBEDDED_DEFAULT, "embedded.toml"),
+        StaticSource("default"),
+        "the embedded default",
+        warnings,
+    )
 
 
-def _finish(config: StaticConfig, source: StaticSource, warnings: Iterable[str]) -> LoadedStatic:
-    config = effective(config)
-    return LoadedStatic(config=config, source=source, warnings=tuple(warnings))
+def _load(
+    raw: Callable[[], Any], source: StaticSource, name: str, warnings: list[str]
+) -> LoadedStatic:
+    """
+    Decode one source's raw tree into the effective static configuration; every
+    error names the source.
+    """
+    try:
+        config, more = decode(StaticConfig, raw())
+        config = effective(config)
+    except ConfigError as e:
+        raise e.withSource(name) from None
+    return LoadedStatic(config=config, source=source, warnings=tuple(warnings + more))
 
 
 def effective(config: StaticConfig) -> StaticConfig:
@@ -219,6 +238,11 @@ def effective(config: StaticConfig) -> StaticConfig:
     if prometheus is not None and not prometheus.manualRouting:
         if prometheus.entryPoint not in entryPoints:
             problems.append(("metrics.prometheus.entryPoint", prometheus.entryPoint))
-    for path, name in problems:
-        raise ConfigError(path, f'unknown entrypoint "{name}"')
+    defined = ", ".join(entryPoints)
+    raiseAll(
+        [
+            ConfigError(path, f'unknown entrypoint "{name}" (defined: {defined})')
+            for path, name in problems
+        ]
+    )
     return config

@@ -53,6 +53,7 @@ def mergeFirstWins(sources: Sequence[tuple[str, DynamicConfig]]) -> tuple[Dynami
     certificates: list[Any] = []
     options: dict[str, Any] = {}
     stores: dict[str, Any] = {}
+    tlsOrigins: dict[tuple[str, str], str] = {}
     for origin, config in sources:
         for protocol, kinds in _SECTIONS:
             section = getattr(config, protocol)
@@ -77,12 +78,19 @@ def mergeFirstWins(sources: Sequence[tuple[str, DynamicConfig]]) -> tuple[Dynami
                 certificates.append(cert)
         for mapping, values, kind in ((options, config.tls.options, "options"), (stores, config.tls.stores, "stores")):
             for name, value in values.items():
-                if name in mapping and mapping[name] != value:
-                    errors.append(
-                        ConfigError(f"tls.{kind}.{name}", "already defined; this definition is ignored", origin)
-                    )
+                if name in mapping:
+                    if mapping[name] != value:
+                        first = tlsOrigins[(kind, name)]
+                        errors.append(
+                            ConfigError(
+                                f"tls.{kind}.{name}",
+                                f"already defined in {first}; this definition is ignored",
+                                origin,
+                            )
+                        )
                     continue
-                mapping.setdefault(name, value)
+                mapping[name] = value
+                tlsOrigins[(kind, name)] = origin
     merged = DynamicConfig(
         http=HTTPConfig(**{k: FrozenMap(v) for k, v in sections["http"].items()}),
         tcp=TCPConfig(**{k: FrozenMap(v) for k, v in sections["tcp"].items()}),
@@ -256,5 +264,7 @@ def mergeProviders(configs: Sequence[tuple[str, DynamicConfig]]) -> tuple[Dynami
     collide across providers; TLS certificates are pooled, and a TLS option or
     store defined by two providers keeps the first (in provider name order).
     """
-    qualified = [(name, qualify(config, name)) for name, config in sorted(configs)]
+    qualified = [
+        (name, qualify(config, name)) for name, config in sorted(configs, key=lambda c: c[0])
+    ]
     return mergeFirstWins([(f"provider {n}", c) for n, c in qualified]) if len(qualified) != 1 else (qualified[0][1], [])

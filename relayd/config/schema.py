@@ -33,7 +33,7 @@ from relayd.config.errors import ConfigError, joinPath, raiseAll
 from relayd.config.types import Duration, FrozenMap, parseBool, parseDuration
 
 _META = "relayd"
-_NUMERIC_KEY = re.compile(r"^(.*?)\[(\d+)\]$")
+_NUMERIC_KEY = re.compile(r"^(.*?)\[([0-9]+)\]$")
 
 
 @attrs.frozen
@@ -116,7 +116,17 @@ def _unwrapOptional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+def _isIndex(text: str) -> bool:
+    """
+    Whether C{text} is a list index: ASCII digits only (C{str.isdigit} also
+    accepts characters such as a superscript two, which C{int} rejects).
+    """
+    return text.isascii() and text.isdigit()
+
+
 def _describe(value: Any) -> str:
+    if value is None:
+        return "an empty value"
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, (int, float)):
@@ -127,7 +137,7 @@ def _describe(value: Any) -> str:
         return "a table"
     if isinstance(value, (list, tuple)):
         return "a list"
-    return f"{type(value).__name__}"
+    return f"a {type(value).__name__} value"
 
 
 def nearest(key: str, candidates: Iterable[str]) -> str | None:
@@ -136,15 +146,18 @@ def nearest(key: str, candidates: Iterable[str]) -> str | None:
     """
     candidates = list(candidates)
     lowered = {c.lower(): c for c in candidates}
-    match = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=0.0)
+    match = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=0.6)
     return lowered[match[0]] if match else None
 
 
 def unknownKeyMessage(key: str, candidates: Iterable[str]) -> str:
+    candidates = list(candidates)
     guess = nearest(key, candidates)
-    if guess is None:
-        return "unknown key"
-    return f'unknown key, did you mean "{guess}"?'
+    if guess is not None:
+        return f'unknown key, did you mean "{guess}"?'
+    if not candidates:
+        return "unknown key; this section takes no keys"
+    return "unknown key; expected one of " + ", ".join(candidates)
 
 
 class Decoder:
@@ -258,7 +271,7 @@ class Decoder:
     def decodeList(self, itemType: Any, raw: Any, path: str) -> Any:
         if raw is None:
             return ()
-        if isinstance(raw, Mapping) and all(str(k).isdigit() for k in raw):
+        if isinstance(raw, Mapping) and all(_isIndex(str(k)) for k in raw):
             raw = [raw[k] for k in sorted(raw, key=lambda k: int(str(k)))]
         if isinstance(raw, (str, int, float)) and not isModel(
             _unwrapOptional(itemType)[0]
@@ -421,6 +434,10 @@ def _place(tp: Any, node: dict, segments: list[str], value: str, path: str) -> N
         if info is None:
             ignored: Mapping[str, str] = getattr(tp, "__ignored__", {})
             if segment.lower() in ignored:
+                # Kept (once, whatever its case) so that decoding warns about it,
+                # as it does for the same key in a file.
+                if not any(str(k).lower() == segment.lower() for k in node):
+                    node[segment] = {}
                 return
             raise ConfigError(joinPath(path, segment), unknownKeyMessage(segment, fieldKeys(tp)))
         childPath = joinPath(path, info.key)
@@ -431,7 +448,11 @@ def _place(tp: Any, node: dict, segments: list[str], value: str, path: str) -> N
         valueType = typing.get_args(tp)[1]
         _assign(valueType, node, segment, rest, value, joinPath(path, segment))
         return
-    raise ConfigError(joinPath(path, segment), "this key takes no sub-keys")
+    raise ConfigError(joinPath(path, segment), _noSubKeys(path))
+
+
+def _noSubKeys(path: str) -> str:
+    return f"unknown key: {path} is a single value and takes no sub-keys"
 
 
 def _assign(tp: Any, node: dict, key: str, rest: list[str], value: str, path: str) -> None:
@@ -451,7 +472,11 @@ def _assign(tp: Any, node: dict, key: str, rest: list[str], value: str, path: st
         if origin is tuple:
             itemType = _unwrapOptional(typing.get_args(inner)[0])[0]
             if isModel(itemType):
-                raise ConfigError(path, "this key is a list of sections; use [n] indices")
+                raise ConfigError(
+                    path, "this key is a list of sections; set its items' keys with [n] indices"
+                )
+            if isinstance(node.get(key), dict):
+                raise ConfigError(path, _LIST_TWICE)
             node[key] = [v.strip() for v in value.split(",")]
             return
         node[key] = value
@@ -459,16 +484,22 @@ def _assign(tp: Any, node: dict, key: str, rest: list[str], value: str, path: st
     if origin is tuple:
         itemType = typing.get_args(inner)[0]
         index = rest[0]
-        if not index.isdigit():
-            raise ConfigError(joinPath(path, index), "expected a list index such as [0]")
+        if not _isIndex(index):
+            raise ConfigError(
+                joinPath(path, index), f"expected a list index such as [0], got {index!r}"
+            )
         child = node.setdefault(key, {})
         if not isinstance(child, dict):
-            raise ConfigError(path, "set both as a value and as a list")
+            raise ConfigError(path, _LIST_TWICE)
         itemPath = f"{path}[{index}]"
         if len(rest) == 1:
+            if isinstance(child.get(index), dict):
+                raise ConfigError(itemPath, _VALUE_AND_SECTION)
             child[index] = value
             return
         item = child.setdefault(index, {})
+        if not isinstance(item, dict):
+            raise ConfigError(itemPath, _VALUE_AND_SECTION)
         _place(itemType, item, rest[1:], value, itemPath)
         return
     if isModel(inner) or origin is FrozenMap:
@@ -478,7 +509,11 @@ def _assign(tp: Any, node: dict, key: str, rest: list[str], value: str, path: st
             node[key] = child
         _place(inner, child, rest, value, path)
         return
-    raise ConfigError(joinPath(path, rest[0]), "this key takes no sub-keys")
+    raise ConfigError(joinPath(path, rest[0]), _noSubKeys(path))
+
+
+_LIST_TWICE = "set both as a comma-separated list and with [n] indices; use one form"
+_VALUE_AND_SECTION = "set both as a single value and with sub-keys; use one form"
 
 
 def parseBoolOrNone(value: str) -> bool | None:

@@ -610,6 +610,7 @@ class StaticConfig:
     core: Core = field(factory=Core)
 
     def _validate(self):
+        defined = ", ".join(self.entryPoints) or "none"
         for name, ep in self.entryPoints.items():
             if not name or "@" in name or "." in name:
                 yield f"entryPoints.{name}", "entrypoint names may not be empty or contain '@' or '.'"
@@ -618,12 +619,13 @@ class StaticConfig:
                 if redirect.to not in self.entryPoints:
                     yield (
                         f"entryPoints.{name}.http.redirections.entryPoint.to",
-                        f'unknown entrypoint "{redirect.to}"',
+                        f'unknown entrypoint "{redirect.to}" (defined: {defined}; '
+                        'or use ":port")',
                     )
         for name, resolver in self.certificatesResolvers.items():
             acme = resolver.acme
             if acme and acme.httpChallenge and acme.httpChallenge.entryPoint not in self.entryPoints:
                 yield (
                     f"certificatesResolvers.{name}.acme.httpChallenge.entryPoint",
-                    f'unknown entrypoint "{acme.httpChallenge.entryPoint}"',
+                    f'unknown entrypoint "{acme.httpChallenge.entryPoint}" (defined: {defined})',
                 )

@@ -5,6 +5,7 @@ Go-style durations and byte sizes.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Generic, Iterator, Mapping, TypeVar
 
@@ -91,30 +92,37 @@ def parseDuration(value: object) -> Duration:
     @raise ValueError: with a message fit for a configuration error.
     """
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration such as \"10s\", got {value!r}")
+        raise ValueError(f"expected a duration such as \"10s\", got {str(value).lower()}")
     if isinstance(value, (int, float)):
-        return Duration(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
+        if not math.isfinite(seconds):
+            raise ValueError(f"expected a duration such as \"10s\", got {value!r}")
+        return Duration(seconds)
     if not isinstance(value, str):
         raise ValueError(f"expected a duration such as \"10s\", got {value!r}")
     text = value.strip()
+    invalid = (
+        f"invalid duration {value!r} (use Go syntax such as \"1m30s\" "
+        "or a number of seconds)"
+    )
     if _NUMBER.fullmatch(text):
-        return Duration(float(text))
+        return _finite(float(text), value)
     sign = 1.0
     rest = text
     if rest[:1] in "+-" and rest:
         sign = -1.0 if rest[0] == "-" else 1.0
         rest = rest[1:]
     if not rest:
-        raise ValueError(f"invalid duration {value!r}")
+        raise ValueError(invalid)
     total = 0.0
     position = 0
     while position < len(rest):
         match = _DURATION_PART.match(rest, position)
         if match is None or match.group(1) in ("", "."):
-            raise ValueError(
-                f"invalid duration {value!r} (use Go syntax such as \"1m30s\" "
-                "or a number of seconds)"
-            )
+            raise ValueError(invalid)
         unit = match.group(2)
         if unit not in _UNITS:
             raise ValueError(
@@ -123,7 +131,13 @@ def parseDuration(value: object) -> Duration:
             )
         total += float(match.group(1)) * _UNITS[unit]
         position = match.end()
-    return Duration(sign * total)
+    return _finite(sign * total, value)
+
+
+def _finite(seconds: float, value: object) -> Duration:
+    if not math.isfinite(seconds):
+        raise ValueError(f"duration {value!r} is too long")
+    return Duration(seconds)
 
 
 def formatDuration(seconds: float) -> str:

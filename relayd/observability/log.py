@@ -14,6 +14,7 @@ from twisted.logger import (
     ILogObserver,
     LogLevel,
     LogLevelFilterPredicate,
+    PredicateResult,
     jsonFileLogObserver,
     textFileLogObserver,
 )
@@ -52,9 +53,27 @@ def observerFactory(config: Log, fallback: Callable[[], IO[str]] | None = None) 
         predicate = LogLevelFilterPredicate(defaultLogLevel=level)
         if level > LogLevel.debug:
             predicate.setLogLevelForNamespace("twisted", max(level, LogLevel.warn))
-        return FilteringLogObserver(observer, [predicate])
+        return FilteringLogObserver(observer, [_AlwaysShown(predicate)])
 
     return make
+
+
+ALWAYS = "relayd_always"
+
+
+class _AlwaysShown:
+    """
+    Let through the few start-up lines an operator must always see (where
+    relayd listens, where its configuration came from), whatever the level.
+    """
+
+    def __init__(self, predicate: LogLevelFilterPredicate) -> None:
+        self.predicate = predicate
+
+    def __call__(self, event: dict[str, Any]) -> Any:
+        if event.get(ALWAYS):
+            return PredicateResult.yes
+        return self.predicate(event)
 
 
 configured: Log | None = None

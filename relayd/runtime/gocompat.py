@@ -7,19 +7,20 @@ same in relayd as it does in Traefik.
 Choices worth knowing:
 
 * Character sets are computed explicitly (as Go's parser does) and emitted as
-  Python classes, so Python's own case folding and Unicode-aware ``\\d \\w \\s
-  \\b`` are never used.  ``(?i)`` folds with Unicode simple case folding orbits
-  derived from :mod:`unicodedata` (``i`` does not match ``ı`` or ``İ``, as in Go).
-* ``\\p{..}`` supports every Unicode general category (``L``, ``Lu``, ``N``,
-  ``Nd``, ``P``, ...) and ``Any``, built from the Unicode tables of this Python;
-  script names such as ``\\p{Greek}`` are rejected with :class:`RegexError`.
-* ``(?U)`` is implemented: it swaps the greediness of quantifiers in its scope.
-* Text built from raw bytes (:func:`routingPath`, :func:`parseGoQuery`) is
-  decoded as UTF-8 with ``surrogateescape``, so it stays lossless; each invalid
+  Python classes, so Python's own case folding and Unicode-aware C{\\d \\w \\s
+  \\b} are never used.  C{(?i)} folds with Unicode simple case folding orbits
+  derived from L{unicodedata} (C{i} does not match C{ı} or C{İ}, as in Go).
+* C{\\p{..}} supports every Unicode general category (C{L}, C{Lu}, C{N},
+  C{Nd}, C{P}, ...) and C{Any}, built from the Unicode tables of this Python;
+  script names such as C{\\p{Greek}} are rejected with L{RegexError}.
+* C{(?U)} is implemented: it swaps the greediness of quantifiers in its scope.
+* Text built from raw bytes (L{routingPath}, L{parseGoQuery}) is
+  decoded as UTF-8 with C{surrogateescape}, so it stays lossless; each invalid
   byte becomes one lone surrogate U+DC80..U+DCFF, which translated patterns
   treat exactly like Go treats an invalid byte (as U+FFFD).
 * Go's limits on compiled program size and tree height are not replicated;
-  Python's own nesting limit (a few hundred groups) applies instead.
+  capture groups nested more than a few hundred deep hit Python's parser limit
+  and raise L{RegexError} (plain C{(?:...)} groups are spliced away).
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ _UNSUPPORTED_GROUPS = (
 
 
 class RegexError(ValueError):
-    """A pattern that Go's ``regexp.Compile`` rejects, or that relayd cannot translate."""
+    """A pattern that Go's C{regexp.Compile} rejects, or that relayd cannot translate."""
 
 
 def _normalize(ranges: _Ranges) -> _Ranges:
@@ -208,7 +209,10 @@ def _emitSet(ranges: _Ranges) -> str:
     """
     hasReplacement = any(lo <= 0xFFFD <= hi for lo, hi in ranges)
     escapes = [(0xDC80, 0xDCFF)]
-    adjusted = _normalize(ranges + escapes) if hasReplacement else _negate(_normalize(_negate(ranges) + escapes))
+    if hasReplacement:
+        adjusted = _normalize(ranges + escapes)
+    else:
+        adjusted = _negate(_normalize(_negate(ranges) + escapes))
     if not adjusted:
         return f"[^\\x00-{_pyChar(MAX_RUNE)}]"
     if adjusted == [(0, MAX_RUNE)]:
@@ -373,10 +377,17 @@ class _Translator:
         frame = self.stack.pop()
         self.flags = frame.savedFlags
         repeats = tuple(r for items in frame.alternatives + [frame.items] for i in items for r in i.repeats)
+        if frame.opener == "(?:" and not frame.alternatives:
+            # Splice a plain group in, keeping Python's nesting (and recursion) shallow.
+            if len(frame.items) == 1:
+                self.add(frame.items[0])
+            else:
+                self.add(_Item(self.joinAlternatives(frame), repeats, wrapForRepeat=True))
+            return
         self.add(_Item(f"{frame.opener}{self.joinAlternatives(frame)})", repeats))
 
     def parseCount(self, index: int) -> tuple[int, int, int] | None:
-        """Parse ``{n}``, ``{n,}`` or ``{n,m}`` at index into (min, max, end), max -1 if open."""
+        """Parse C{{n}}, C{{n,}} or C{{n,m}} at index into (min, max, end), max -1 if open."""
         match = _COUNT.match(self.pattern, index)
         if match is None:
             return None
@@ -426,7 +437,7 @@ class _Translator:
         return _negate(_normalize(ranges)) if negated else ranges
 
     def parseNamedGroup(self, index: int) -> tuple[_Ranges, int] | None:
-        """Parse a Perl class ``\\d`` or a Unicode class ``\\pL``/``\\p{..}`` at index."""
+        """Parse a Perl class C{\\d} or a Unicode class C{\\pL}/C{\\p{..}} at index."""
         pattern = self.pattern
         if not pattern.startswith("\\", index) or index + 1 >= len(pattern):
             return None
@@ -565,7 +576,7 @@ class _Translator:
 
 @functools.lru_cache(maxsize=1024)
 def compileGoRegexp(pattern: str) -> re.Pattern[str]:
-    """Compile a Go RE2 pattern into a Python pattern whose ``search`` answers like ``MatchString``.
+    """Compile a Go RE2 pattern into a Python pattern whose C{search} answers like C{MatchString}.
 
     Raises RegexError for every pattern Go rejects and for constructs relayd cannot translate.
     """
@@ -669,7 +680,8 @@ def splitHostPort(hostport: str) -> tuple[str, str]:
     return host, hostport[colon + 1 :]
 
 
-_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+# Go's unicode.IsSpace set, which strings.TrimSpace strips (Python's str.strip also strips \x1c-\x1f).
+_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
 _SIMPLE_LOWER = {"\u0130": "i"}
 
 

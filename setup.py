@@ -1,0 +1,46 @@
+"""
+relayd: an edge router and reverse proxy on Twisted that speaks Traefik's
+configuration language.
+"""
+
+import re
+
+from setuptools import find_packages, setup
+
+with open("relayd/__init__.py", encoding="utf-8") as f:
+    version = re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
+
+with open("README.rst", encoding="utf-8") as f:
+    readme = f.read()
+
+setup(
+    name="relayd",
+    version=version,
+    description="An edge router and reverse proxy on Twisted that reads Traefik's configuration",
+    long_description=readme,
+    long_description_content_type="text/x-rst",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=find_packages(include=["relayd", "relayd.*"]) + ["twisted.plugins"],
+    package_data={"twisted": ["plugins/relayd_plugin.py"]},
+    install_requires=[
+        "twisted[tls]>=24.3",
+        "autobahn>=24.4",
+        "pyopenssl>=24",
+        "service-identity>=24",
+        "zope.interface>=6",
+        "attrs>=23.1",
+        "pyyaml>=6",
+    ],
+    extras_require={
+        "test": [
+            "hypothesis>=6.100",
+        ],
+    },
+    entry_points={"console_scripts": ["relayd = relayd.cli:main"]},
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3",
+        "Topic :: Internet :: Proxy Servers",
+    ],
+)
