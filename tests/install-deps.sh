@@ -11,4 +11,5 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     apt-get install -y -qq --no-install-recommends curl ca-certificates >/dev/null
 fi
 
+python3 -m pip install -q --disable-pip-version-check "setuptools>=64" wheel
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"

@@ -30,7 +30,7 @@ def _url(value: str) -> None:
         parts = urlsplit(value)
         parts.port
     except ValueError as e:
-        raise ValueError(f"invalid URL {value!r}: {e}") from None
+        raise ValueError(f"invalid server URL {value!r}: {e}") from None
     if parts.scheme.lower() not in _SERVER_SCHEMES or not parts.hostname:
         raise ValueError(
             f"invalid server URL {value!r}: expected scheme://host[:port], "

@@ -40,15 +40,14 @@ _STATUS_RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?")
 
 def _checkRegexp(pattern: str) -> None:
     """
-    Raise C{ValueError} unless C{pattern} compiles.
-
-    SWITCH: Traefik compiles these with Go's regexp package. Python's C{re} is a
-    stand-in until C{relayd.runtime.gocompat.compileGoRegexp} exists; then replace
-    the C{re.compile} call below with it (and catch what it raises).
+    Raise C{ValueError} unless C{pattern} compiles as a Go (RE2) regexp, as
+    Traefik compiles these.
     """
+    from relayd.runtime.gocompat import RegexError, compileGoRegexp
+
     try:
-        re.compile(pattern)
-    except re.error as e:
+        compileGoRegexp(pattern)
+    except RegexError as e:
         raise ValueError(f"invalid regular expression {pattern!r}: {e}") from None
 
 

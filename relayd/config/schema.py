@@ -273,9 +273,11 @@ class Decoder:
             return ()
         if isinstance(raw, Mapping) and all(_isIndex(str(k)) for k in raw):
             raw = [raw[k] for k in sorted(raw, key=lambda k: int(str(k)))]
-        if isinstance(raw, (str, int, float)) and not isModel(
+        single = isinstance(raw, (str, int, float)) and not isModel(
             _unwrapOptional(itemType)[0]
-        ):
+        )
+        if single:
+            # One value stands for a list of one; its errors name the key itself.
             raw = [raw]
         if not isinstance(raw, (list, tuple)):
             self.fail(path, f"expected a list, got {_describe(raw)}")
@@ -283,7 +285,7 @@ class Decoder:
         items = []
         failed = False
         for index, item in enumerate(raw):
-            value = self.decode(itemType, item, f"{path}[{index}]")
+            value = self.decode(itemType, item, path if single else f"{path}[{index}]")
             if value is _INVALID:
                 failed = True
             items.append(value)

@@ -14,9 +14,11 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from relayd.config.dynamic import DynamicConfig
 from relayd.config.errors import ConfigError
+from relayd.interfaces import IProvider
 
 
 @attrs.frozen
@@ -114,6 +116,7 @@ class Poller:
         self._schedule(self.nextDelay())
 
 
+@implementer(IProvider)
 class Provider(service.Service):
     """
     Base of the providers: a named service that hands L{ProviderUpdate}s to a sink.

@@ -232,7 +232,7 @@ def build(
     for info in context.services.values():
         if info.handler is None and info.status != DISABLED:
             try:
-                context.serviceHandler(info.name, ObjectInfo(name="", kind=""))
+                context.serviceHandler(info.name, ObjectInfo(name="", kind="", config=None))
             except BuildError:
                 pass
             if "" in info.usedBy:

@@ -276,9 +276,11 @@ class _Translator:
         self.stack = [_Frame("", 0, [], [])]
 
     def fail(self, message: str) -> RegexError:
+        """Build the error for this pattern, worded like Go's C{regexp/syntax} errors."""
         return RegexError(f"error parsing regexp {self.pattern!r}: {message}")
 
     def translate(self) -> str:
+        """Return the Python spelling of the whole pattern, raising RegexError where Go would."""
         pattern, size = self.pattern, len(self.pattern)
         index, lastRepeat = 0, -1
         while index < size:
@@ -316,22 +318,27 @@ class _Translator:
         return self.joinAlternatives(self.stack[0])
 
     def add(self, item: _Item) -> None:
+        """Append an element to the concatenation being built."""
         self.stack[-1].items.append(item)
 
     def anchor(self, char: str) -> _Item:
+        """Spell C{^} or C{$}: text boundaries, or line boundaries under C{(?m)}."""
         if self.flags & _MULTILINE:
             return _Item(f"(?m:{char})")
         return _Item(r"\A" if char == "^" else r"\Z", wrapForRepeat=True)
 
     def literal(self, codePoint: int) -> None:
+        """Append one literal character, folded under C{(?i)}."""
         ranges = [(codePoint, codePoint)]
         self.add(_Item(_emitSet(_fold(ranges) if self.flags & _FOLD else ranges)))
 
     def joinAlternatives(self, frame: _Frame) -> str:
+        """Spell the alternation held by a frame, without surrounding parentheses."""
         alternatives = frame.alternatives + [frame.items]
         return "|".join("".join(item.text for item in items) for items in alternatives)
 
     def openGroup(self, index: int) -> int:
+        """Handle C{(} at index: a capture, a named capture, a flag change or a flag group."""
         pattern = self.pattern
         if not pattern.startswith("(?", index):
             self.stack.append(_Frame("(", self.flags, [], []))
@@ -372,11 +379,13 @@ class _Translator:
         raise self.fail(f"invalid or unsupported Perl syntax: `{pattern[index:position]}`")
 
     def closeGroup(self) -> None:
+        """Handle C{)}: finish the innermost group and restore the flags it started with."""
         if len(self.stack) == 1:
             raise self.fail(f"unexpected ): `{self.pattern}`")
         frame = self.stack.pop()
         self.flags = frame.savedFlags
-        repeats = tuple(r for items in frame.alternatives + [frame.items] for i in items for r in i.repeats)
+        alternatives = frame.alternatives + [frame.items]
+        repeats = tuple(r for items in alternatives for item in items for r in item.repeats)
         if frame.opener == "(?:" and not frame.alternatives:
             # Splice a plain group in, keeping Python's nesting (and recursion) shallow.
             if len(frame.items) == 1:
@@ -396,6 +405,7 @@ class _Translator:
         return low, high, match.end()
 
     def repeat(self, index: int, lastRepeat: int) -> int:
+        """Apply the repetition operator at index to the previous element."""
         pattern = self.pattern
         op = pattern[index]
         if op == "{":
@@ -414,7 +424,7 @@ class _Translator:
         if lastRepeat >= 0:
             shown = pattern[lastRepeat:end]
             if op == "+":
-                raise self.fail(f"possessive quantifier `{shown}` is not supported by Go's RE2 syntax")
+                raise self.fail(f"possessive quantifier `{shown}` is not supported by Go's RE2")
             raise self.fail(f"invalid nested repetition operator: `{shown}`")
         items = self.stack[-1].items
         if not items:
@@ -465,6 +475,7 @@ class _Translator:
         return self.group(table, negated), end
 
     def parseClass(self, index: int) -> int:
+        """Parse a bracketed class at index, computing its set as Go's parseClass does."""
         pattern, start = self.pattern, index
         index += 1
         negated = pattern.startswith("^", index)
@@ -479,7 +490,8 @@ class _Translator:
                     name = pattern[index + 2 : end]
                     base = _POSIX_GROUPS.get(name.removeprefix("^"))
                     if base is None:
-                        raise self.fail(f"invalid character class range: `{pattern[index:end + 2]}`")
+                        shown = pattern[index : end + 2]
+                        raise self.fail(f"invalid character class range: `{shown}`")
                     ranges += self.group(base, name.startswith("^"))
                     index = end + 2
                     continue
@@ -501,6 +513,7 @@ class _Translator:
         return index + 1
 
     def classChar(self, index: int, classStart: int) -> tuple[int, int]:
+        """Parse one class member character (possibly escaped), returning (code point, end)."""
         if index >= len(self.pattern):
             raise self.fail(f"missing closing ]: `{self.pattern[classStart:]}`")
         if self.pattern[index] == "\\":
@@ -508,6 +521,7 @@ class _Translator:
         return ord(self.pattern[index]), index + 1
 
     def parseBackslash(self, index: int) -> int:
+        """Handle a backslash outside classes: assertions, C{\\Q...\\E}, classes, escapes."""
         pattern = self.pattern
         letter = pattern[index + 1 : index + 2]
         if letter in ("A", "z"):
@@ -594,9 +608,10 @@ _TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~
 
 
 def canonicalHeaderKey(key: str) -> str:
-    """Return Go's C{http.CanonicalHeaderKey(key)}: C{"accept-encoding"} becomes C{"Accept-Encoding"}.
+    """Return Go's C{http.CanonicalHeaderKey(key)}: C{accept-encoding} becomes C{Accept-Encoding}.
 
-    A key holding a space or any character that is not an HTTP token character is returned unchanged.
+    A key holding a space or any character that is not an HTTP token character is returned
+    unchanged.
     """
     if any(char not in _TOKEN_CHARS for char in key):
         return key
@@ -680,8 +695,10 @@ def splitHostPort(hostport: str) -> tuple[str, str]:
     return host, hostport[colon + 1 :]
 
 
-# Go's unicode.IsSpace set, which strings.TrimSpace strips (Python's str.strip also strips \x1c-\x1f).
-_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+# Go's unicode.IsSpace, which strings.TrimSpace strips (Python's str.strip also strips \x1c-\x1f).
+_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(
+    map(chr, range(0x2000, 0x200B))
+)
 _SIMPLE_LOWER = {"\u0130": "i"}
 
 
@@ -694,7 +711,9 @@ def _goLower(char: str) -> str:
 
 
 def canonicalRequestHost(hostHeader: str) -> str:
-    """Return the host Traefik routes on: the Host header without port or brackets, trimmed, lower case."""
+    """Return the host Traefik routes on: the Host header without port or brackets, trimmed and
+    lower-cased as Go's C{strings.ToLower(strings.TrimSpace(host))} does.
+    """
     host = hostHeader
     if ":" in host:
         try:
@@ -711,10 +730,11 @@ _RESERVED_ESCAPES = frozenset(
 
 
 def routingPath(escapedPath: str) -> str:
-    """Return Traefik's routing path: escapes decoded except upper-case reserved ones such as C{%2F}.
+    """Return Traefik's routing path: escapes decoded, except upper-case reserved ones like C{%2F}.
 
-    The decoded bytes are read as UTF-8 with surrogateescape.  ValueError is raised for a
-    truncated or non-hexadecimal escape (the caller answers 400).
+    The input is Go's C{URL.EscapedPath()}, which is ASCII.  The decoded bytes are read as
+    UTF-8 with surrogateescape.  ValueError is raised for a truncated or non-hexadecimal
+    escape (the caller answers 400).
     """
     out = bytearray()
     index = 0

@@ -85,10 +85,48 @@ def _isASCII(text: str) -> bool:
 
 
 def _parseIP(text: str) -> IPAddress:
-    address = ipaddress.ip_address(text.split("%")[0])
+    """
+    Parse a configured address as Go's C{net.ParseIP}: no zone, and an
+    IPv4-mapped IPv6 address is the IPv4 address.
+    """
+    if "%" in text:
+        raise ValueError(f"{text!r} has a zone")
+    address = ipaddress.ip_address(text)
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def _parseRequestIP(text: str) -> IPAddress:
+    """
+    Parse a peer address as Go's C{netip.ParseAddr} (an IPv6 zone is allowed
+    and ignored), as 16 bytes: an IPv4-mapped address is the IPv4 address.
+    """
+    bare, percent, zone = text.partition("%")
+    address = ipaddress.ip_address(bare)
+    if percent and (isinstance(address, ipaddress.IPv4Address) or not zone):
+        raise ValueError(f"{text!r}: bad zone")
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _parseCIDR(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """
+    Parse a range as Go's C{net.ParseCIDR}: an address without zone, a slash
+    and a decimal prefix length (no netmask notation); host bits are dropped.
+    A range whose masked address is IPv4-mapped (prefix of 96 bits or more)
+    behaves in Go's C{IPNet.Contains} as the IPv4 range of the last 32 bits.
+    """
+    address, slash, prefix = text.partition("/")
+    if not slash or "%" in address or not prefix or not (prefix.isascii() and prefix.isdigit()):
+        raise ValueError(f"{text!r} is not a CIDR range")
+    network = ipaddress.ip_network(f"{address}/{int(prefix)}", strict=False)
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.IPv4Network(f"{mapped}/{network.prefixlen - 96}")
+    return network
 
 
 @attrs.frozen
@@ -114,7 +152,7 @@ class IPChecker:
             except ValueError:
                 pass
             try:
-                networks.append(ipaddress.ip_network(value, strict=False))
+                networks.append(_parseCIDR(value))
             except ValueError:
                 raise RuleError(f"{value!r} is not an IP address or CIDR range") from None
         return cls(frozenset(addresses), tuple(networks))
@@ -123,7 +161,7 @@ class IPChecker:
         if not text:
             return False
         try:
-            address = _parseIP(text)
+            address = _parseRequestIP(text)
         except ValueError:
             return False
         if address in self.addresses:
@@ -190,6 +228,14 @@ def templateRegexp(template: str, kind: str) -> str:
     return pattern
 
 
+def _templateNames(template: str) -> set[str]:
+    indices = _braceIndices(template)
+    return {
+        template[indices[i] + 1:indices[i + 1] - 1].partition(":")[0]
+        for i in range(0, len(indices), 2)
+    }
+
+
 def _gorillaHost(rawHost: str) -> str:
     if ":" not in rawHost:
         return rawHost
@@ -241,6 +287,10 @@ def _hostRegexp(args: tuple[str, ...]) -> Callable[[RouteRequest], bool]:
     if not _isASCII(args[0]):
         raise RuleError(f"invalid value {args[0]!r}: non-ASCII characters are not allowed")
     search = _regexp(args[0], "HostRegexp").search
+    if search("") is not None:
+        # Traefik also tries the CNAME-flattened host, which is empty when
+        # flattening is off: a regexp that matches "" matches every request.
+        return lambda r: True
     return lambda r: search(r.host) is not None
 
 
@@ -407,9 +457,19 @@ def _queryV2(args: tuple[str, ...]) -> Callable[[RouteRequest], bool]:
     flat: list[str] = []
     for item in args:
         flat.extend(item.split("=", 1))
+    if len(flat) % 2:
+        raise RuleError(f"the number of arguments must be a multiple of 2, got {flat}")
     pairs = []
-    for key, value in _pairs(flat).items():
+    seen: set[str] = set()
+    for i in range(0, len(flat), 2):
+        # gorilla adds one matcher per pair (all must match) and refuses a
+        # variable name used by two of them.
+        key, value = flat[i], flat[i + 1]
         template = f"{key}={value}"
+        names = _templateNames(template)
+        if seen & names:
+            raise RuleError(f"duplicated route variable {sorted(seen & names)[0]!r}")
+        seen |= names
         pairs.append((key, _regexp(templateRegexp(template, "query"), "Query").search))
 
     def match(r: RouteRequest) -> bool:
@@ -439,7 +499,7 @@ HTTP_V2: Mapping[str, Builder[RouteRequest]] = {
 
 # TCP
 
-_HOST_OR_IP = re.compile(r"^[0-9A-Za-z_.\-:]+$")
+_HOST_OR_IP = re.compile(r"[0-9A-Za-z_.\-:]+")
 ACME_TLS_ALPN = "acme-tls/1"
 
 
@@ -448,7 +508,7 @@ def _hostSNI(args: tuple[str, ...]) -> Callable[[ConnectionInfo], bool]:
     host = args[0]
     if host == "*":
         return lambda c: True
-    if not _HOST_OR_IP.match(host):
+    if not _HOST_OR_IP.fullmatch(host):
         raise RuleError(f"{host!r} is not a valid host name or IP")
     bare = host.removesuffix(".")
     return lambda c: bool(c.serverName) and c.serverName in (host, bare)
@@ -457,17 +517,18 @@ def _hostSNI(args: tuple[str, ...]) -> Callable[[ConnectionInfo], bool]:
 def _hostSNIV2(args: tuple[str, ...]) -> Callable[[ConnectionInfo], bool]:
     hosts = []
     for host in args:
-        if host == "*":
-            return lambda c: True
-        if not _HOST_OR_IP.match(host):
+        if host != "*" and not _HOST_OR_IP.fullmatch(host):
             raise RuleError(f"{host!r} is not a valid host name or IP")
         hosts.append(host.lower())
+    if hosts and hosts[0] == "*":
+        # Only a leading `*` also matches a connection without SNI.
+        return lambda c: True
 
     def match(c: ConnectionInfo) -> bool:
         name = c.serverName
         if not name:
             return False
-        return any(name == h or name == h.removesuffix(".") for h in hosts)
+        return any(h == "*" or name == h or name == h.removesuffix(".") for h in hosts)
 
     return match
 

@@ -87,20 +87,31 @@ _UNRESERVED = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 )
 _HEX = frozenset("0123456789abcdefABCDEF")
+# What Go's url.escape(path, encodePath) leaves as is.
+_PATH_SAFE = _UNRESERVED | frozenset("$&+,/:;=@")
+# What Go's validEncoded accepts in a raw path.
+_VALID_ENCODED = _PATH_SAFE | frozenset("!'()*[]%")
 
 
 def normalizePath(rawPath: str) -> str:
     """
-    Traefik's path normalisation: percent-escapes of unreserved characters are
-    decoded and every other escape is upper-cased (RFC 3986 6.2.2.1).
+    The escaped path Traefik routes and forwards: percent-escapes of
+    unreserved characters are decoded and every other escape is upper-cased
+    (RFC 3986 6.2.2.1), as Traefik's normalizePath does to the raw path.
 
-    @raise BadRequestPath: for a C{%} not followed by two hex digits, or a
-        fragment in the path.
+    As Go's C{URL.EscapedPath}, a raw path that still holds characters Go
+    would have escaped (a space, C{"}, C{{}, C{|}, non-ASCII...) is not used:
+    the decoded path is escaped again the way Go escapes paths, which also
+    decodes reserved escapes that Go leaves unescaped in paths (C{%2F},
+    C{%3A}, C{%40}...).
+
+    @raise BadRequestPath: for a C{%} not followed by two hex digits, a
+        control character, or a fragment in the path.
     """
     if "#" in rawPath:
         raise BadRequestPath("fragment in the request path")
-    if "%" not in rawPath:
-        return rawPath
+    if any(c < " " or c == "\x7f" for c in rawPath):
+        raise BadRequestPath("invalid control character in the request path")
     out: list[str] = []
     i = 0
     n = len(rawPath)
@@ -116,7 +127,28 @@ def normalizePath(rawPath: str) -> str:
         char = chr(int(escape, 16))
         out.append(char if char in _UNRESERVED else "%" + escape.upper())
         i += 3
-    return "".join(out)
+    normalized = "".join(out)
+    if _VALID_ENCODED.issuperset(normalized):
+        return normalized
+    return _goEscapePath(_unescape(rawPath))
+
+
+def _unescape(rawPath: str) -> bytes:
+    raw = rawPath.encode("utf-8", "surrogateescape")
+    decoded = bytearray()
+    i = 0
+    while i < len(raw):
+        if raw[i] == 0x25:  # "%", already checked to be followed by two hex digits
+            decoded.append(int(raw[i + 1:i + 3], 16))
+            i += 3
+        else:
+            decoded.append(raw[i])
+            i += 1
+    return bytes(decoded)
+
+
+def _goEscapePath(path: bytes) -> str:
+    return "".join(chr(b) if chr(b) in _PATH_SAFE else f"%{b:02X}" for b in path)
 
 
 def cleanPath(path: str) -> str:

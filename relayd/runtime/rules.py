@@ -105,8 +105,16 @@ def tokenize(rule: str) -> list[Token]:
     that follows an identifier, a literal or a closing parenthesis.
     """
     tokens: list[Token] = []
-    i = 0
+    i = 1 if rule.startswith("\ufeff") else 0  # Go's scanner skips a leading BOM
     n = len(rule)
+    for position in range(i, n):
+        c = rule[position]
+        if c == "\x00":
+            raise RuleError(f"{position + 1}: illegal character NUL")
+        if c == "\ufeff":
+            raise RuleError(f"{position + 1}: illegal byte order mark")
+        if "\ud800" <= c <= "\udfff":
+            raise RuleError(f"{position + 1}: illegal UTF-8 encoding")
 
     def lineEnd(pos: int) -> None:
         if tokens and (tokens[-1].kind in ("ident", "string", "number", "char") or tokens[-1].text == ")"):
@@ -157,7 +165,7 @@ def tokenize(rule: str) -> list[Token]:
                 i += 1
             tokens.append(Token("number", rule[start:i], start))
         else:
-            for op in ("&&", "||", "==", "!=", "<=", ">=", "(", ")", ",", "!", "<", ">", ".", "&", "|"):
+            for op in ("&&", "||", "==", "!=", "<=", ">=", "...", "(", ")", ",", "!", "<", ">", ".", "&", "|"):
                 if rule.startswith(op, i):
                     tokens.append(Token("op", op, i))
                     i += len(op)
@@ -169,8 +177,18 @@ def tokenize(rule: str) -> list[Token]:
     return tokens
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
 def _interpretedString(rule: str, start: int) -> tuple[str, int]:
-    out: list[str] = []
+    """
+    Decode a double-quoted Go string literal starting at C{start}, as
+    C{strconv.Unquote} does: C{\\x} and octal escapes are single bytes, the
+    other characters and C{\\u}/C{\\U} escapes are UTF-8, and the bytes are
+    read back as UTF-8 (invalid bytes kept with C{surrogateescape}, as
+    L{relayd.runtime.gocompat} does for request data).
+    """
+    out = bytearray()
     i = start + 1
     n = len(rule)
     while True:
@@ -178,33 +196,34 @@ def _interpretedString(rule: str, start: int) -> tuple[str, int]:
             raise RuleError(f"{start + 1}: string literal not terminated")
         c = rule[i]
         if c == '"':
-            return "".join(out), i + 1
+            return out.decode("utf-8", "surrogateescape"), i + 1
         if c != "\\":
-            out.append(c)
+            out += c.encode("utf-8", "surrogateescape")
             i += 1
             continue
         if i + 1 >= n:
             raise RuleError(f"{start + 1}: string literal not terminated")
         e = rule[i + 1]
         if e in _SIMPLE_ESCAPES:
-            out.append(_SIMPLE_ESCAPES[e])
+            out += _SIMPLE_ESCAPES[e].encode("ascii")
             i += 2
         elif e in "01234567":
             digits = rule[i + 1:i + 4]
             if len(digits) < 3 or any(d not in "01234567" for d in digits) or int(digits, 8) > 255:
                 raise RuleError(f"{i + 1}: invalid octal escape in string literal")
-            out.append(chr(int(digits, 8)))
+            out.append(int(digits, 8))
             i += 4
         elif e in "xuU":
             width = {"x": 2, "u": 4, "U": 8}[e]
             digits = rule[i + 2:i + 2 + width]
-            try:
-                code = int(digits, 16) if len(digits) == width else -1
-            except ValueError:
-                code = -1
+            valid = len(digits) == width and _HEX_DIGITS.issuperset(digits)
+            code = int(digits, 16) if valid else -1
             if code < 0 or code > 0x10FFFF or (e != "x" and 0xD800 <= code <= 0xDFFF):
                 raise RuleError(f"{i + 1}: invalid escape \\{e}{digits} in string literal")
-            out.append(chr(code))
+            if e == "x":
+                out.append(code)
+            else:
+                out += chr(code).encode("utf-8")
             i += 2 + width
         else:
             raise RuleError(f"{i + 1}: unknown escape sequence \\{e} in string literal")
@@ -214,10 +233,11 @@ def _interpretedString(rule: str, start: int) -> tuple[str, int]:
 
 
 class _Parser:
-    def __init__(self, rule: str, matchers: Mapping[str, str]) -> None:
+    def __init__(self, rule: str, matchers: Mapping[str, str], checkArgs: bool = True) -> None:
         self.tokens = tokenize(rule)
         self.index = 0
         self.matchers = matchers
+        self.checkArgs = checkArgs
 
     @property
     def token(self) -> Token:
@@ -313,11 +333,19 @@ class _Parser:
                 raise RuleError(
                     f"{token.pos + 1}: {canonical}: arguments must be string literals, found {_show(token)}"
                 )
+            ellipsis = self.token.kind == "op" and self.token.text == "..."
+            if ellipsis:
+                # Go's call syntax f(a, b...) is accepted; predicate ignores the dots.
+                self.advance()
             if self.token.kind == "op" and self.token.text == ",":
                 self.advance()
             elif not (self.token.kind == "op" and self.token.text == ")"):
                 raise RuleError(f"{self.token.pos + 1}: expected ',' or ')', found {_show(self.token)}")
+            if ellipsis and not (self.token.kind == "op" and self.token.text == ")"):
+                raise RuleError(f"{self.token.pos + 1}: expected ')' after '...', found {_show(self.token)}")
         self.advance()
+        if not self.checkArgs:
+            return Leaf(canonical, tuple(args))
         if not args:
             raise RuleError(f"no arguments for matcher {canonical}")
         if any(a == "" for a in args):
@@ -385,7 +413,22 @@ def defaultPriority(rule: str) -> int:
     Traefik's default priority: the length of the rule. Go measures strings in
     bytes, so a rule with non-ASCII characters counts their UTF-8 bytes.
     """
-    return len(rule.encode("utf-8"))
+    return len(rule.encode("utf-8", "surrogateescape"))
+
+
+def defaultTCPPriority(rule: str) -> int:
+    """
+    Traefik's default priority of a TCP router: the length of the rule, except
+    that a rule that is only C{HostSNI(`*`)} (in any accepted spelling, even
+    negated) gets -1 so that the catch-all is evaluated last.
+    """
+    try:
+        tree = _Parser(rule, nameVariants(["HostSNI"]), checkArgs=False).parse()
+    except RuleError:
+        return defaultPriority(rule)
+    if isinstance(tree, Leaf) and tree.args == ("*",):
+        return -1
+    return defaultPriority(rule)
 
 
 _V2_ONLY = {"Headers": "Header", "HeadersRegexp": "HeaderRegexp", "HostHeader": "Host"}

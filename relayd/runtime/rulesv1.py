@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import attrs
 
+from relayd.runtime.gocompat import RegexError, compileGoRegexp
 from relayd.runtime.matchers import quoteMeta, templateRegexp
 from relayd.runtime.rules import RuleError, defaultPriority
 
@@ -51,11 +52,14 @@ class V1Translation:
 
 def quote(value: str) -> str:
     """
-    A rule string literal for C{value}: backquoted unless it holds a backquote.
+    A rule string literal for C{value}: backquoted unless it holds a backquote
+    or a carriage return (which Go drops from raw strings).
     """
-    if "`" not in value:
+    if "`" not in value and "\r" not in value:
         return f"`{value}`"
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    escaped = (
+        value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    )
     return f'"{escaped}"'
 
 
@@ -63,7 +67,13 @@ def _call(name: str, *args: str) -> str:
     return f"{name}({', '.join(quote(a) for a in args)})"
 
 
+# A v3 term that no request matches, for v1 arguments that Traefik 1.x accepted
+# but that could never match (gorilla/mux templates it failed to build).
+NEVER = "!" + _call("PathRegexp", "^")
+
+
 def _anyOf(terms: list[str]) -> str:
+    terms = [t for t in terms if t != NEVER] or [NEVER]
     if len(terms) == 1:
         return terms[0]
     return "(" + " || ".join(terms) + ")"
@@ -76,6 +86,10 @@ def _allOf(terms: list[str]) -> str:
 
 
 def _split(rule: str) -> list[tuple[str, list[str]]]:
+    """
+    Split a v1 rule as Traefik 1.x did: on C{;}, then on C{:} (empty fields
+    dropped), then the arguments on C{,} (empty fields dropped, then trimmed).
+    """
     if not rule:
         raise RuleError("empty rule")
     parts = []
@@ -93,12 +107,42 @@ def _split(rule: str) -> list[tuple[str, list[str]]]:
     return parts
 
 
+def _gorillaRegexp(template: str, kind: str) -> str | None:
+    """
+    The regexp gorilla/mux builds for a template, or None where it fails to
+    build the route (v1 then silently never matches it).
+    """
+    if kind != "host" and template and not template.startswith("/"):
+        return None
+    try:
+        pattern = templateRegexp(template, kind)
+        compileGoRegexp(pattern)
+    except (RuleError, RegexError):
+        return None
+    return pattern
+
+
 def _pathTerm(template: str, kind: str) -> str:
-    if not template.startswith("/"):
-        raise RuleError(f"path must start with a slash, got {template!r}")
-    if "{" not in template:
+    """
+    A gorilla/mux C{Path} (C{kind="path"}) or C{PathPrefix} (C{kind="prefix"})
+    template as a v3 term.
+    """
+    pattern = _gorillaRegexp(template, kind)
+    if pattern is None:
+        return NEVER
+    if template and "{" not in template:
         return _call("Path" if kind == "path" else "PathPrefix", template)
-    return _call("PathRegexp", templateRegexp(template, kind))
+    return _call("PathRegexp", pattern)
+
+
+def _plainPrefixTerm(prefix: str) -> str:
+    """
+    Traefik 1.x's own prefix matcher (used when the argument has no C{{}}): a
+    plain string prefix of the path, with no leading slash required.
+    """
+    if prefix.startswith("/"):
+        return _call("PathPrefix", prefix)
+    return _call("PathRegexp", "^" + quoteMeta(prefix))
 
 
 def _pairs(args: Sequence[str]) -> list[tuple[str, str]]:
@@ -107,10 +151,54 @@ def _pairs(args: Sequence[str]) -> list[tuple[str, str]]:
     return [(args[i], args[i + 1]) for i in range(0, len(args), 2)]
 
 
+def _headerTerms(args: Sequence[str], regexp: bool) -> str:
+    # gorilla keeps the pairs in a map: a repeated name keeps its last value.
+    pairs = dict(_pairs(args))
+    terms = []
+    for key, value in pairs.items():
+        if regexp:
+            try:
+                compileGoRegexp(value)
+            except RegexError as e:
+                raise RuleError(str(e)) from None
+        if not key:
+            terms.append(NEVER)
+        elif value and not regexp:
+            terms.append(_call("Header", key, value))
+        else:
+            terms.append(_call("HeaderRegexp", key, value or ".*"))
+    return _allOf(terms)
+
+
+def _queryTerms(args: Sequence[str]) -> str:
+    flat = [part for arg in args for part in arg.split("=")]
+    terms = []
+    for key, value in _pairs(flat):
+        pattern = templateRegexp(f"{key}={value}", "query")
+        try:
+            compileGoRegexp(pattern)
+        except RegexError as e:
+            raise RuleError(str(e)) from None
+        if not value:
+            terms.append(_call("QueryRegexp", key, ".*"))
+        elif "{" in value and "{" not in key:
+            prefix = "^" + quoteMeta(key) + "="
+            terms.append(_call("QueryRegexp", key, "^" + pattern[len(prefix):]))
+        else:
+            terms.append(_call("Query", key, value))
+    return _allOf(terms)
+
+
 def translate(rules: str | Sequence[str]) -> V1Translation:
     """
     Translate one v1 rule, or several (a frontend's routes, which must all
     match), into a v3 rule and middlewares.
+
+    Modifiers run in Traefik 1.x's order (the nesting of its handlers):
+    stripPrefixRegex, stripPrefix, addPrefix, replacePathRegex, replacePath.
+    Path arguments that Traefik 1.x accepted but could never match (a template
+    without a leading slash, unbalanced braces or a bad regexp) give a term that
+    never matches, as they did in Traefik 1.x.
 
     @raise RuleError: if a rule does not parse.
     """
@@ -125,63 +213,56 @@ def translate(rules: str | Sequence[str]) -> V1Translation:
         priority += defaultPriority(rule)
         for name, args in _split(rule):
             if name == "Host":
-                terms.append(_anyOf([_call("Host", a) for a in args]))
+                terms.append(_anyOf([_call("Host", a) if a else NEVER for a in args]))
             elif name == "HostRegexp":
-                terms.append(_anyOf([_call("HostRegexp", templateRegexp(a, "host")) for a in args]))
-            elif name in ("Path", "PathStrip"):
-                terms.append(_anyOf([_pathTerm(a, "path") for a in args]))
-            elif name in ("PathPrefix", "PathPrefixStrip"):
-                terms.append(_anyOf([_pathTerm(a, "prefix") for a in args]))
-            elif name in ("PathStripRegex", "PathPrefixStripRegex"):
-                kind = "path" if name == "PathStripRegex" else "prefix"
-                terms.append(_anyOf([_call("PathRegexp", templateRegexp(a, kind)) for a in args]))
-            elif name == "Method":
-                terms.append(_anyOf([_call("Method", a) for a in args]))
-            elif name == "Headers":
+                patterns = [_gorillaRegexp(a, "host") for a in args]
                 terms.append(
-                    _allOf(
-                        [
-                            _call("Header", k, v) if v else _call("HeaderRegexp", k, ".*")
-                            for k, v in _pairs(args)
-                        ]
+                    _anyOf([NEVER if p is None else _call("HostRegexp", p) for p in patterns])
+                )
+            elif name in ("Path", "PathStrip", "PathStripRegex"):
+                terms.append(_anyOf([_pathTerm(a, "path") for a in args]))
+            elif name == "PathPrefixStripRegex":
+                terms.append(_anyOf([_pathTerm(a, "prefix") for a in args]))
+            elif name in ("PathPrefix", "PathPrefixStrip"):
+                terms.append(
+                    _anyOf(
+                        [_pathTerm(a, "prefix") if "{" in a else _plainPrefixTerm(a) for a in args]
                     )
                 )
-            elif name == "HeadersRegexp":
-                terms.append(
-                    _allOf([_call("HeaderRegexp", k, v or ".*") for k, v in _pairs(args)])
-                )
+            elif name == "Method":
+                terms.append(_anyOf([_call("Method", a) if a else NEVER for a in args]))
+            elif name in ("Headers", "HeadersRegexp"):
+                terms.append(_headerTerms(args, regexp=name == "HeadersRegexp"))
             elif name == "Query":
-                flat = [part for arg in args for part in arg.split("=")]
-                queryTerms = []
-                for key, value in _pairs(flat):
-                    if not value:
-                        queryTerms.append(_call("QueryRegexp", key, ".*"))
-                    elif "{" in value:
-                        pattern = templateRegexp(f"{key}={value}", "query")
-                        prefix = "^" + quoteMeta(key) + "="
-                        queryTerms.append(_call("QueryRegexp", key, "^" + pattern[len(prefix):]))
-                    else:
-                        queryTerms.append(_call("Query", key, value))
-                terms.append(_allOf(queryTerms))
+                terms.append(_queryTerms(args))
             if name in ("PathStrip", "PathPrefixStrip"):
                 strip = sorted(args, key=len, reverse=True)
             elif name in ("PathStripRegex", "PathPrefixStripRegex"):
                 stripRegex = [
-                    templateRegexp(a, "prefix") for a in sorted(args, key=len, reverse=True)
+                    pattern
+                    for pattern in (
+                        _gorillaRegexp(a, "prefix") for a in sorted(args, key=len, reverse=True)
+                    )
+                    if pattern is not None
                 ]
             elif name == "AddPrefix":
                 modifiers["addPrefix"] = {"prefix": args[-1]}
             elif name == "ReplacePath":
                 modifiers["replacePath"] = {"path": args[-1]}
             elif name == "ReplacePathRegex":
-                regex, _, replacement = args[-1].strip().partition(" ")
-                modifiers["replacePathRegex"] = {"regex": regex, "replacement": replacement}
+                # Traefik 1.x splits on every space and ignores the modifier
+                # (with a warning) unless that gives exactly two parts.
+                parts = args[-1].split(" ")
+                if len(parts) == 2:
+                    modifiers["replacePathRegex"] = {"regex": parts[0], "replacement": parts[1]}
+                else:
+                    modifiers.pop("replacePathRegex", None)
     middlewares: list[tuple[str, dict[str, Any]]] = []
-    if strip:
-        middlewares.append(("stripPrefix", {"prefixes": strip}))
     if stripRegex:
         middlewares.append(("stripPrefixRegex", {"regex": stripRegex}))
-    for kind in ("addPrefix", "replacePath", "replacePathRegex"):
+    if strip:
+        middlewares.append(("stripPrefix", {"prefixes": strip}))
+    for kind in ("addPrefix", "replacePathRegex", "replacePath"):
         if kind in modifiers:
             middlewares.append((kind, modifiers[kind]))
     rule = _allOf(terms) if terms else _call("PathPrefix", "/")

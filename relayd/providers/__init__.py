@@ -1,0 +1,4 @@
+"""
+Providers: one module per source of dynamic configuration, sharing the poll loop
+in L{relayd.providers.base}.
+"""
