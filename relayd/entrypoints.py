@@ -102,7 +102,8 @@ class RoutingResource(resource.Resource):
                 rawQuery=rawQuery,
                 method=request.method.decode("latin-1"),
                 headers=lambda name: [
-                    v.decode("latin-1") for v in request.requestHeaders.getRawHeaders(name, ())
+                    v.decode("latin-1")
+                    for v in request.requestHeaders.getRawHeaders(name.encode("latin-1"), ())
                 ],
                 clientIP=clientIP,
                 encodeQuerySemicolons=entryPoint.config.http.encodeQuerySemicolons,

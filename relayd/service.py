@@ -84,5 +84,9 @@ class RelaydService(service.MultiService):
         # re-raise the signal and report 143).
         if getattr(self.reactor, "_exitSignal", None) == signal.SIGTERM:
             self.reactor._exitSignal = None
-        self.watcher.stop()
-        return super().stopService()
+        stopped = super().stopService()
+        from twisted.internet import defer
+
+        return defer.gatherResults(
+            [defer.maybeDeferred(lambda: stopped), defer.maybeDeferred(self.watcher.stop)]
+        )

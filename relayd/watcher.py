@@ -138,11 +138,19 @@ class Watcher:
         )
         return runtime
 
-    def stop(self) -> None:
+    def stop(self) -> Any:
+        """
+        Cancel pending throttled updates and close shared resources (the
+        upstream connection pool); returns a Deferred when there is one.
+        """
         for timer in self._timers.values():
             if timer.active():
                 timer.cancel()
         self._timers.clear()
+        forwarder = self.shared.get("forwarder")
+        if forwarder is not None:
+            return forwarder.close()
+        return None
 
 
 def emptyConfig() -> DynamicConfig:

@@ -121,6 +121,12 @@ class Forwarder:
         self.pool = pool or HTTPConnectionPool(reactor, persistent=True)
         self.agent = Agent(reactor, pool=self.pool)
 
+    def close(self) -> defer.Deferred[None]:
+        """
+        Close the idle pooled connections.
+        """
+        return self.pool.closeCachedConnections()
+
     def forward(self, request: Any, serverURL: str, passHostHeader: bool = True) -> defer.Deferred[None]:
         """
         Relay C{request} to the server at C{serverURL}; the Deferred fires when
