@@ -39,6 +39,34 @@ entryPoint = "web"
 """
 
 
+class _YAMLLoader(yaml.SafeLoader):
+    """
+    PyYAML's safe loader, except that a key written twice in one mapping is an
+    error (PyYAML silently keeps the last one; Traefik's YAML decoder refuses).
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for keyNode, _ in node.value:
+                if keyNode.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(keyNode, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:
+                    continue
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"key {key!r} is set twice (first at line {first.line + 1})",
+                        keyNode.start_mark,
+                    )
+                seen[key] = keyNode.start_mark
+        return super().construct_mapping(node, deep)
+
+
 def parseDocument(text: str, name: str) -> Any:
     """
     Parse a configuration document; the format follows the name's suffix.
@@ -50,11 +78,21 @@ def parseDocument(text: str, name: str) -> Any:
         if suffix == ".toml":
             return tomllib.loads(text)
         if suffix in (".yaml", ".yml"):
-            return yaml.safe_load(text)
+            return yaml.load(text, Loader=_YAMLLoader)
         if suffix == ".json":
             return json.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("", f"invalid TOML: {e}", name) from None
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        column = e.position - text.rfind("\n", 0, e.position)
+        character = ord(e.character) if isinstance(e.character, str) else e.character
+        raise ConfigError(
+            "",
+            f"invalid YAML (line {line}, column {column}): "
+            f"unacceptable character #x{character:04x}: {e.reason}",
+            name,
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

@@ -1,0 +1,1 @@
+relayd starts as a twistd plugin, reads Traefik's static configuration from a file, flags or environment variables (or starts on an embedded default), hot-reloads dynamic configuration from the file provider, and routes HTTP requests with Traefik's v3, v2 and v1 rule languages.
