@@ -23,7 +23,6 @@ def check(configFile: str | None, flags: list[tuple[str, str]], out: TextIO) -> 
 
     from relayd.config.errors import ConfigError, flatten
     from relayd.config.loader import loadStatic
-    from relayd.providers.base import ProviderUpdate
     from relayd.providers.file import FileProvider
     from relayd.runtime.build import DISABLED
     from relayd.service import RelaydService

@@ -16,7 +16,7 @@ from twisted.application import service
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
-from twisted.web import http, resource, server
+from twisted.web import resource, server
 
 from relayd.config.address import Address
 from relayd.config.static import EntryPoint

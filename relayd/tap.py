@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
 
 from twisted.application.service import IService
 from twisted.python import usage
@@ -42,7 +41,7 @@ def splitStaticFlags(args: list[str]) -> tuple[list[str], list[tuple[str, str]]]
     Separate C{--section.key=value} flags (any top-level static section) from
     the plugin's own options.
     """
-    sections = {k.lower() for k in fieldKeys(StaticConfig)}
+    sections = {k.lower() for k in fieldKeys(StaticConfig)} | set(StaticConfig.__ignored__)
     own: list[str] = []
     flags: list[tuple[str, str]] = []
     i = 0

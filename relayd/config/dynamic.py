@@ -11,8 +11,8 @@ from typing import Any, Iterator, Literal
 import attrs
 
 from relayd.config.middlewares import HTTPMiddleware, TCPMiddleware
-from relayd.config.schema import decode, field
-from relayd.config.static import Domain, Spiffe
+from relayd.config.schema import OneOf, decode, field
+from relayd.config.static import Domain, ForwardingTimeouts, Spiffe
 from relayd.config.types import Duration, FrozenMap
 
 frozen = attrs.frozen(kw_only=True)
@@ -194,20 +194,12 @@ class Failover:
 
 
 @frozen
-class Service:
-    __oneof__ = True
-
+class Service(OneOf):
     loadBalancer: LoadBalancer | None = None
     weighted: Weighted | None = None
     mirroring: Mirroring | None = None
     failover: Failover | None = None
     highestRandomWeight: Weighted | None = None
-
-    def kind(self) -> str:
-        for a in attrs.fields(type(self)):
-            if getattr(self, a.name) is not None:
-                return a.name
-        raise AssertionError("a service has exactly one kind")
 
     def children(self) -> tuple[str, ...]:
         """
@@ -230,13 +222,6 @@ class CertAndKey:
     keyFile: str = ""
 
 
-@frozen
-class HTTPForwardingTimeouts:
-    dialTimeout: Duration = field(Duration(30), check=_nonNegative)
-    responseHeaderTimeout: Duration = field(Duration(0), check=_nonNegative)
-    idleConnTimeout: Duration = field(Duration(90), check=_nonNegative)
-    readIdleTimeout: Duration = field(Duration(0), check=_nonNegative)
-    pingTimeout: Duration = field(Duration(15), check=_nonNegative)
 
 
 @frozen
@@ -246,7 +231,7 @@ class ServersTransport:
     rootCAs: tuple[str, ...] = ()
     certificates: tuple[CertAndKey, ...] = ()
     maxIdleConnsPerHost: int = field(200, check=_nonNegative)
-    forwardingTimeouts: HTTPForwardingTimeouts = field(factory=HTTPForwardingTimeouts)
+    forwardingTimeouts: ForwardingTimeouts = field(factory=ForwardingTimeouts)
     disableHTTP2: bool = False
     peerCertURI: str = ""
     spiffe: Spiffe | None = None
@@ -357,19 +342,15 @@ class TCPWeighted:
 
 
 @frozen
-class TCPService:
-    __oneof__ = True
-
+class TCPService(OneOf):
     loadBalancer: TCPLoadBalancer | None = None
     weighted: TCPWeighted | None = None
 
-    def kind(self) -> str:
-        return "loadBalancer" if self.loadBalancer is not None else "weighted"
-
     def children(self) -> tuple[str, ...]:
-        if self.weighted is not None:
-            return tuple(s.name for s in self.weighted.services)
-        return ()
+        """
+        The names of the services this one refers to.
+        """
+        return tuple(s.name for s in self.weighted.services) if self.weighted else ()
 
 
 @frozen
@@ -423,19 +404,15 @@ class UDPLoadBalancer:
 
 
 @frozen
-class UDPService:
-    __oneof__ = True
-
+class UDPService(OneOf):
     loadBalancer: UDPLoadBalancer | None = None
     weighted: TCPWeighted | None = None
 
-    def kind(self) -> str:
-        return "loadBalancer" if self.loadBalancer is not None else "weighted"
-
     def children(self) -> tuple[str, ...]:
-        if self.weighted is not None:
-            return tuple(s.name for s in self.weighted.services)
-        return ()
+        """
+        The names of the services this one refers to.
+        """
+        return tuple(s.name for s in self.weighted.services) if self.weighted else ()
 
 
 @frozen
@@ -533,7 +510,15 @@ def decodeDynamic(raw: Any, path: str = "") -> DynamicConfig:
 
     @raise ConfigError: naming the key path of every problem.
     """
+    return decodeDynamicWithWarnings(raw, path)[0]
+
+
+def decodeDynamicWithWarnings(raw: Any, path: str = "") -> tuple[DynamicConfig, list[str]]:
+    """
+    Like L{decodeDynamic}, also returning the warnings for keys that relayd
+    accepts but ignores.
+    """
     if raw is None:
-        return DynamicConfig()
-    value, _ = decode(DynamicConfig, raw, path)
-    return value
+        return DynamicConfig(), []
+    value, warnings = decode(DynamicConfig, raw, path)
+    return value, warnings

@@ -14,18 +14,11 @@ import attrs
 from relayd.config.dynamic import (
     DynamicConfig,
     HTTPConfig,
-    Router,
-    Service,
     TCPConfig,
-    TCPRouter,
-    TCPService,
     TLSConfig,
     UDPConfig,
-    UDPRouter,
-    UDPService,
 )
 from relayd.config.errors import ConfigError
-from relayd.config.middlewares import HTTPMiddleware
 from relayd.config.types import FrozenMap
 
 DEFAULT_TLS_OPTIONS = "default"
@@ -127,7 +120,10 @@ def _names(names: Iterable[str], provider: str) -> tuple[str, ...]:
     return tuple(qualifyName(n, provider) for n in names)
 
 
-def _qualifyRouter(router: Router, p: str) -> Router:
+def _qualifyRouter(router: Any, p: str) -> Any:
+    """
+    An HTTP or TCP router with its service, middlewares and TLS options qualified.
+    """
     tls = router.tls
     if tls is not None and tls.options:
         tls = attrs.evolve(tls, options=_tlsOption(tls.options, p))
@@ -139,83 +135,59 @@ def _qualifyRouter(router: Router, p: str) -> Router:
     )
 
 
-def _qualifyService(service: Service, p: str) -> Service:
-    if service.loadBalancer is not None:
-        lb = service.loadBalancer
-        return attrs.evolve(service, loadBalancer=attrs.evolve(lb, serversTransport=qualifyName(lb.serversTransport, p)))
-    if service.weighted is not None:
-        w = service.weighted
-        return attrs.evolve(
-            service,
-            weighted=attrs.evolve(
-                w, services=tuple(attrs.evolve(s, name=qualifyName(s.name, p)) for s in w.services)
-            ),
-        )
-    if service.highestRandomWeight is not None:
-        w = service.highestRandomWeight
-        return attrs.evolve(
-            service,
-            highestRandomWeight=attrs.evolve(
-                w, services=tuple(attrs.evolve(s, name=qualifyName(s.name, p)) for s in w.services)
-            ),
-        )
-    if service.mirroring is not None:
-        m = service.mirroring
-        return attrs.evolve(
-            service,
-            mirroring=attrs.evolve(
-                m,
-                service=qualifyName(m.service, p),
-                mirrors=tuple(attrs.evolve(x, name=qualifyName(x.name, p)) for x in m.mirrors),
-            ),
-        )
-    if service.failover is not None:
-        f = service.failover
-        return attrs.evolve(
-            service,
-            failover=attrs.evolve(f, service=qualifyName(f.service, p), fallback=qualifyName(f.fallback, p)),
-        )
-    return service
+def _weighted(config: Any, p: str) -> Any:
+    return attrs.evolve(
+        config, services=tuple(attrs.evolve(s, name=qualifyName(s.name, p)) for s in config.services)
+    )
 
 
-def _qualifyMiddleware(middleware: HTTPMiddleware, p: str) -> HTTPMiddleware:
-    if middleware.chain is not None:
-        chain = middleware.chain
-        return attrs.evolve(middleware, chain=attrs.evolve(chain, middlewares=_names(chain.middlewares, p)))
-    if middleware.errors is not None:
-        errors = middleware.errors
-        return attrs.evolve(middleware, errors=attrs.evolve(errors, service=qualifyName(errors.service, p)))
-    return middleware
+def _loadBalancer(config: Any, p: str) -> Any:
+    if not hasattr(config, "serversTransport"):
+        return config
+    return attrs.evolve(config, serversTransport=qualifyName(config.serversTransport, p))
 
 
-def _qualifyTCPRouter(router: TCPRouter, p: str) -> TCPRouter:
-    tls = router.tls
-    if tls is not None and tls.options:
-        tls = attrs.evolve(tls, options=_tlsOption(tls.options, p))
-    return attrs.evolve(router, service=qualifyName(router.service, p), middlewares=_names(router.middlewares, p), tls=tls)
+def _mirroring(config: Any, p: str) -> Any:
+    return attrs.evolve(
+        config,
+        service=qualifyName(config.service, p),
+        mirrors=tuple(attrs.evolve(m, name=qualifyName(m.name, p)) for m in config.mirrors),
+    )
 
 
-def _qualifyTCPService(service: TCPService, p: str) -> TCPService:
-    if service.loadBalancer is not None:
-        lb = service.loadBalancer
-        return attrs.evolve(service, loadBalancer=attrs.evolve(lb, serversTransport=qualifyName(lb.serversTransport, p)))
-    if service.weighted is not None:
-        w = service.weighted
-        return attrs.evolve(
-            service,
-            weighted=attrs.evolve(w, services=tuple(attrs.evolve(s, name=qualifyName(s.name, p)) for s in w.services)),
-        )
-    return service
+def _failover(config: Any, p: str) -> Any:
+    return attrs.evolve(config, service=qualifyName(config.service, p), fallback=qualifyName(config.fallback, p))
 
 
-def _qualifyUDPService(service: UDPService, p: str) -> UDPService:
-    if service.weighted is not None:
-        w = service.weighted
-        return attrs.evolve(
-            service,
-            weighted=attrs.evolve(w, services=tuple(attrs.evolve(s, name=qualifyName(s.name, p)) for s in w.services)),
-        )
-    return service
+def _chain(config: Any, p: str) -> Any:
+    return attrs.evolve(config, middlewares=_names(config.middlewares, p))
+
+
+def _errors(config: Any, p: str) -> Any:
+    return attrs.evolve(config, service=qualifyName(config.service, p))
+
+
+# Where each kind of service or middleware refers to other objects.
+_REFERENCES = {
+    "loadBalancer": _loadBalancer,
+    "weighted": _weighted,
+    "highestRandomWeight": _weighted,
+    "mirroring": _mirroring,
+    "failover": _failover,
+    "chain": _chain,
+    "errors": _errors,
+}
+
+
+def _qualifyKind(value: Any, p: str) -> Any:
+    """
+    A service or middleware (HTTP, TCP or UDP) with its references qualified.
+    """
+    kind = value.kind()
+    qualify = _REFERENCES.get(kind)
+    if qualify is None:
+        return value
+    return attrs.evolve(value, **{kind: qualify(getattr(value, kind), p)})
 
 
 def _map(values: FrozenMap[str, Any], p: str, fn: Any) -> dict[str, Any]:
@@ -238,13 +210,13 @@ def qualify(config: DynamicConfig, provider: str) -> DynamicConfig:
     return DynamicConfig(
         http=HTTPConfig(
             routers=FrozenMap(_map(http.routers, provider, _qualifyRouter)),
-            services=FrozenMap(_map(http.services, provider, _qualifyService)),
-            middlewares=FrozenMap(_map(http.middlewares, provider, _qualifyMiddleware)),
+            services=FrozenMap(_map(http.services, provider, _qualifyKind)),
+            middlewares=FrozenMap(_map(http.middlewares, provider, _qualifyKind)),
             serversTransports=FrozenMap(_map(http.serversTransports, provider, _keep)),
         ),
         tcp=TCPConfig(
-            routers=FrozenMap(_map(tcp.routers, provider, _qualifyTCPRouter)),
-            services=FrozenMap(_map(tcp.services, provider, _qualifyTCPService)),
+            routers=FrozenMap(_map(tcp.routers, provider, _qualifyRouter)),
+            services=FrozenMap(_map(tcp.services, provider, _qualifyKind)),
             middlewares=FrozenMap(_map(tcp.middlewares, provider, _keep)),
             serversTransports=FrozenMap(_map(tcp.serversTransports, provider, _keep)),
         ),
@@ -252,7 +224,7 @@ def qualify(config: DynamicConfig, provider: str) -> DynamicConfig:
             routers=FrozenMap(
                 {qualifyName(n, provider): attrs.evolve(r, service=qualifyName(r.service, provider)) for n, r in udp.routers.items()}
             ),
-            services=FrozenMap(_map(udp.services, provider, _qualifyUDPService)),
+            services=FrozenMap(_map(udp.services, provider, _qualifyKind)),
         ),
         tls=attrs.evolve(config.tls, options=FrozenMap(options)),
     )

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from relayd.config.schema import field
+from relayd.config.schema import OneOf, field
 from relayd.config.types import Duration, FrozenMap
 
 frozen = attrs.frozen(kw_only=True)
@@ -628,33 +628,8 @@ class StripPrefixRegex:
         yield from _regexps("regex", self.regex, strip=True)
 
 
-class _OneKind:
-    """
-    The accessors of a table that holds exactly one middleware kind.
-    """
-
-    __slots__ = ()
-
-    def kind(self) -> str:
-        """
-        The key of the kind that is set, such as C{"stripPrefix"}.
-        """
-        for a in attrs.fields(type(self)):
-            if getattr(self, a.name) is not None:
-                return a.name
-        raise ValueError("no middleware kind is set")
-
-    def config(self) -> Any:
-        """
-        The configuration of the kind that is set.
-        """
-        return getattr(self, self.kind())
-
-
 @frozen
-class HTTPMiddleware(_OneKind):
-    __oneof__ = True
-
+class HTTPMiddleware(OneOf):
     addPrefix: AddPrefix | None = None
     basicAuth: BasicAuth | None = None
     buffering: Buffering | None = None
@@ -704,9 +679,7 @@ class TCPInFlightConn:
 
 
 @frozen
-class TCPMiddleware(_OneKind):
-    __oneof__ = True
-
+class TCPMiddleware(OneOf):
     ipAllowList: TCPIPAllowList | None = None
     ipWhiteList: TCPIPAllowList | None = field(None, doc="deprecated alias of ipAllowList")
     inFlightConn: TCPInFlightConn | None = None

@@ -325,6 +325,31 @@ class Decoder:
             return _INVALID
 
 
+class OneOf:
+    """
+    Base of a table that holds exactly one kind (a service, a middleware): the
+    decoder enforces it, and these accessors name the kind that is set.
+    """
+
+    __slots__ = ()
+    __oneof__ = True
+
+    def kind(self) -> str:
+        """
+        The key of the kind that is set, such as C{"loadBalancer"}.
+        """
+        for a in attrs.fields(type(self)):  # type: ignore[arg-type]
+            if getattr(self, a.name) is not None:
+                return a.name
+        raise ValueError("no kind is set")
+
+    def config(self) -> Any:
+        """
+        The configuration of the kind that is set.
+        """
+        return getattr(self, self.kind())
+
+
 class _Invalid:
     def __repr__(self) -> str:
         return "<invalid>"

@@ -13,7 +13,7 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from relayd.config.dynamic import DynamicConfig, decodeDynamic
+from relayd.config.dynamic import DynamicConfig, decodeDynamicWithWarnings
 from relayd.config.errors import ConfigError, flatten
 from relayd.config.loader import DOCUMENT_SUFFIXES, parseDocument, readDocument
 from relayd.config.merge import mergeFirstWins
@@ -115,7 +115,7 @@ class FileProvider(Provider):
                 except UnicodeDecodeError as e:
                     raise ConfigError("", f"not UTF-8 text: {e}") from None
                 raw = parseDocument(text, path)
-            config = decodeDynamic(raw)
+            config, warnings = decodeDynamicWithWarnings(raw)
         except ConfigError as e:
             errors = tuple(
                 err if err.source else err.withSource(path) for err in flatten([e])
@@ -129,6 +129,8 @@ class FileProvider(Provider):
             return
         state.errors = ()
         state.config = config
+        for warning in warnings:
+            self._log.warn("file provider: {path}: {warning}", path=path, warning=warning)
         self._log.info("file provider: loaded {path}", path=path)
 
 

@@ -32,9 +32,11 @@ def internalConfig(static: StaticConfig, welcome: bool = False) -> DynamicConfig
         redirect = redirections.entryPoint
         target = redirect.to
         port = target[1:] if target.startswith(":") else static.entryPoints[target].parsedAddress.port
+        # An entrypoint given as a Twisted endpoint has no port to redirect to.
+        port = "" if str(port) == "0" else str(port)
         routerName = f"{name}-to-{target.lstrip(':')}"
         middlewares[f"redirect-{routerName}"] = {
-            "redirectScheme": {"scheme": redirect.scheme, "port": str(port), "permanent": redirect.permanent}
+            "redirectScheme": {"scheme": redirect.scheme, "port": port, "permanent": redirect.permanent}
         }
         routers[routerName] = {
             "rule": "HostRegexp(`^.+$`)",

@@ -13,10 +13,9 @@ from typing import Any, Callable, Mapping
 import attrs
 from twisted.logger import Logger
 
-from relayd.config.dynamic import DynamicConfig, Router, Service
+from relayd.config.dynamic import DynamicConfig, Router
 from relayd.config.errors import ConfigError
 from relayd.config.merge import splitName
-from relayd.config.middlewares import HTTPMiddleware
 from relayd.config.static import StaticConfig
 from relayd.runtime.routing import MAX_USER_PRIORITY, Route, RouteTable
 from relayd.runtime.rules import RuleError, compileHTTPRule, compileTCPRule, defaultPriority

@@ -13,6 +13,7 @@ lower-case, all upper-case, or with only the first letter upper-case.
 
 from __future__ import annotations
 
+import re
 from typing import Callable, Iterator, Literal, Mapping, TypeVar
 
 import attrs
@@ -432,18 +433,20 @@ def defaultTCPPriority(rule: str) -> int:
 
 
 _V2_ONLY = {"Headers": "Header", "HeadersRegexp": "HeaderRegexp", "HostHeader": "Host"}
+_V2_ONLY_VARIANTS = nameVariants(list(_V2_ONLY))
+_UNSUPPORTED = re.compile(r"unsupported matcher (\S+)$")
 
 
 def _compile(rule: str, syntax: str, builders: Mapping[str, Builder[T]]) -> Callable[[T], bool]:
     try:
         tree = parseTree(rule, list(builders))
     except RuleError as e:
-        if syntax == "v3":
-            for old, new in _V2_ONLY.items():
-                if f"unsupported matcher {old}" in str(e) or f"unsupported matcher {old.lower()}" in str(e):
-                    raise RuleError(
-                        f"{e} ({old} is v2 syntax: use {new}, or set ruleSyntax to v2)"
-                    ) from None
+        unknown = _UNSUPPORTED.search(str(e))
+        old = unknown and _V2_ONLY_VARIANTS.get(unknown.group(1))
+        if old and builders.keys() >= {"Header", "HeaderRegexp"}:
+            raise RuleError(
+                f"{e} ({old} is v2 syntax: use {_V2_ONLY[old]}, or set ruleSyntax to v2)"
+            ) from None
         raise
     return compileTree(tree, builders)
 

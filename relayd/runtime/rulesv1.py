@@ -72,17 +72,20 @@ def _call(name: str, *args: str) -> str:
 NEVER = "!" + _call("PathRegexp", "^")
 
 
-def _anyOf(terms: list[str]) -> str:
+# A term of the translated rule: its text, and whether it is an || chain
+# (which needs parentheses next to &&).
+Term = tuple[str, bool]
+
+
+def _anyOf(terms: list[str]) -> Term:
     terms = [t for t in terms if t != NEVER] or [NEVER]
-    if len(terms) == 1:
-        return terms[0]
-    return "(" + " || ".join(terms) + ")"
+    return " || ".join(terms), len(terms) > 1
 
 
-def _allOf(terms: list[str]) -> str:
+def _allOf(terms: Sequence[Term]) -> str:
     if len(terms) == 1:
-        return terms[0]
-    return " && ".join(terms)
+        return terms[0][0]
+    return " && ".join(f"({text})" if isOr else text for text, isOr in terms)
 
 
 def _split(rule: str) -> list[tuple[str, list[str]]]:
@@ -151,7 +154,7 @@ def _pairs(args: Sequence[str]) -> list[tuple[str, str]]:
     return [(args[i], args[i + 1]) for i in range(0, len(args), 2)]
 
 
-def _headerTerms(args: Sequence[str], regexp: bool) -> str:
+def _headerTerms(args: Sequence[str], regexp: bool) -> Term:
     # gorilla keeps the pairs in a map: a repeated name keeps its last value.
     pairs = dict(_pairs(args))
     terms = []
@@ -167,10 +170,10 @@ def _headerTerms(args: Sequence[str], regexp: bool) -> str:
             terms.append(_call("Header", key, value))
         else:
             terms.append(_call("HeaderRegexp", key, value or ".*"))
-    return _allOf(terms)
+    return _allOf([(t, False) for t in terms]), False
 
 
-def _queryTerms(args: Sequence[str]) -> str:
+def _queryTerms(args: Sequence[str]) -> Term:
     flat = [part for arg in args for part in arg.split("=")]
     terms = []
     for key, value in _pairs(flat):
@@ -186,7 +189,7 @@ def _queryTerms(args: Sequence[str]) -> str:
             terms.append(_call("QueryRegexp", key, "^" + pattern[len(prefix):]))
         else:
             terms.append(_call("Query", key, value))
-    return _allOf(terms)
+    return _allOf([(t, False) for t in terms]), False
 
 
 def translate(rules: str | Sequence[str]) -> V1Translation:
@@ -204,7 +207,7 @@ def translate(rules: str | Sequence[str]) -> V1Translation:
     """
     if isinstance(rules, str):
         rules = [rules]
-    terms: list[str] = []
+    terms: list[Term] = []
     strip: list[str] = []
     stripRegex: list[str] = []
     modifiers: dict[str, dict[str, Any]] = {}

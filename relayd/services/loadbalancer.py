@@ -13,7 +13,7 @@ from zope.interface import implementer
 from relayd.interfaces import IHTTPHandler
 from relayd.proxy.http import Forwarder
 from relayd.proxy.responses import serviceUnavailable
-from relayd.runtime.build import BuildContext, BuildError, ObjectInfo
+from relayd.runtime.build import BuildContext, ObjectInfo
 
 T = TypeVar("T")
 
