@@ -80,9 +80,12 @@ class RoutingResource(resource.Resource):
             plainResponse(request, 400, "400 Bad Request: missing required Host header\n")
             return server.NOT_DONE_YET
         uri = request.uri.decode("utf-8", "surrogateescape")
+        host = (request.getHeader(b"host") or b"").decode("latin-1")
         if uri.startswith(("http://", "https://")):
+            # An absolute-form target names the host; Go routes on it, not on Host.
             parts = urlsplit(uri)
             rawPath, rawQuery = parts.path or "/", parts.query
+            host = parts.netloc.rpartition("@")[2] or host
         elif uri.startswith("/"):
             rawPath, _, rawQuery = uri.partition("?")
         elif uri == "*" and request.method == b"OPTIONS":
@@ -91,7 +94,6 @@ class RoutingResource(resource.Resource):
             plainResponse(request, 400, "400 Bad Request: invalid request target\n")
             return server.NOT_DONE_YET
         clientIP = _clientIP(request.getClientAddress())
-        host = (request.getHeader(b"host") or b"").decode("latin-1")
         try:
             path = normalizePath(rawPath)
             if entryPoint.config.http.sanitizePath and path != "*":

@@ -172,6 +172,21 @@ class EntryPointTests(TestCase):
         self.assertEqual(echo.requests[0]["uri"], "/api/~me/a%2Fb?q=1")
 
     @defer.inlineCallbacks
+    def test_absoluteFormRoutesOnTargetHost(self):
+        """
+        An absolute-form request target's host is the one routed on, as Go
+        does, whatever the Host header says.
+        """
+        listening, echo = startBackend("A")
+        self.addCleanup(listening.stopListening)
+        ep = self.start("127.0.0.1:0", self.backendConfig(listening.getHost().port, "Host(`example.com`)"))
+        answer = yield rawRequest(
+            ep.port, b"GET http://example.com/x HTTP/1.1\r\nHost: example.org\r\nConnection: close\r\n\r\n"
+        )
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer)
+        self.assertEqual(echo.requests[0]["uri"], "/x")
+
+    @defer.inlineCallbacks
     def test_requestFinishesOnItsGeneration(self):
         """
         A request routed before a swap finishes on the generation it started

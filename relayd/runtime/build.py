@@ -18,7 +18,13 @@ from relayd.config.errors import ConfigError
 from relayd.config.merge import splitName
 from relayd.config.static import StaticConfig
 from relayd.runtime.routing import MAX_USER_PRIORITY, Route, RouteTable
-from relayd.runtime.rules import RuleError, compileHTTPRule, compileTCPRule, defaultPriority
+from relayd.runtime.rules import (
+    RuleError,
+    compileHTTPRule,
+    compileTCPRule,
+    defaultPriority,
+    defaultTCPPriority,
+)
 
 _log = Logger()
 
@@ -345,7 +351,7 @@ def _buildTCP(
         info = ObjectInfo(name=name, kind="tcp", config=router)
         routers[name] = info
         info.using = _attachTo(router.entryPoints, available, defaults, info)
-        info.priority = router.priority or defaultPriority(router.rule)
+        info.priority = router.priority or defaultTCPPriority(router.rule)
         if not router.rule:
             info.fail("the rule is empty")
         else:
