@@ -140,13 +140,14 @@ def _describe(value: Any) -> str:
     return f"a {type(value).__name__} value"
 
 
-def nearest(key: str, candidates: Iterable[str]) -> str | None:
+def nearest(key: str, candidates: Iterable[str], cutoff: float = 0.6) -> str | None:
     """
-    The candidate closest to C{key}, compared case-insensitively.
+    The candidate closest to C{key}, compared case-insensitively, if it is at
+    least C{cutoff} similar.
     """
     candidates = list(candidates)
     lowered = {c.lower(): c for c in candidates}
-    match = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=0.6)
+    match = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=cutoff)
     return lowered[match[0]] if match else None
 
 
@@ -157,7 +158,8 @@ def unknownKeyMessage(key: str, candidates: Iterable[str]) -> str:
         return f'unknown key, did you mean "{guess}"?'
     if not candidates:
         return "unknown key; this section takes no keys"
-    return "unknown key; expected one of " + ", ".join(candidates)
+    closest = nearest(key, candidates, cutoff=0.0)
+    return f'unknown key; expected one of {", ".join(candidates)} (nearest: "{closest}")'
 
 
 class Decoder:
