@@ -210,3 +210,18 @@ def writeFile(path: str, text: str) -> None:
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def assertDecodeErrors(testCase: Any, decodeFn: Callable[[Any], Any], raw: Any, *expected: tuple[str, str]) -> None:
+    """
+    C{decodeFn(raw)} fails with exactly these (key path, message substring)
+    pairs, in order.
+    """
+    from relayd.config.errors import ConfigError, flatten
+
+    with testCase.assertRaises(ConfigError) as caught:
+        decodeFn(raw)
+    errors = flatten([caught.exception])
+    testCase.assertEqual([e.path for e in errors], [path for path, _ in expected], [str(e) for e in errors])
+    for error, (_, message) in zip(errors, expected):
+        testCase.assertIn(message, error.message)

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.helpers import assertDecodeErrors
 from relayd.config.dynamic import (
     DynamicConfig,
     Failover,
@@ -28,7 +29,7 @@ from relayd.config.dynamic import (
     WeightedService,
     decodeDynamic,
 )
-from relayd.config.errors import ConfigError, flatten
+from relayd.config.errors import ConfigError
 from relayd.config.schema import flatToTree
 from relayd.config.types import Duration, FrozenMap
 
@@ -54,14 +55,7 @@ class DynamicTestCase(SynchronousTestCase):
         """
         Decoding C{raw} fails with exactly these (path, message substring) pairs.
         """
-        with self.assertRaises(ConfigError) as caught:
-            decodeDynamic(raw)
-        errors = flatten([caught.exception])
-        self.assertEqual(
-            [e.path for e in errors], [path for path, _ in expected], [str(e) for e in errors]
-        )
-        for error, (_, message) in zip(errors, expected):
-            self.assertIn(message, error.message)
+        assertDecodeErrors(self, decodeDynamic, raw, *expected)
 
 
 class DecodeDynamicTests(DynamicTestCase):

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.helpers import assertDecodeErrors
 from relayd.config.errors import ConfigError, ConfigErrors, flatten, joinPath, raiseAll
 from relayd.config.schema import (
     decode,
@@ -105,14 +106,7 @@ class DecodeTestCase(SynchronousTestCase):
         """
         Decoding C{raw} fails with exactly these (path, message substring) pairs.
         """
-        with self.assertRaises(ConfigError) as caught:
-            decode(cls, raw)
-        errors = flatten([caught.exception])
-        self.assertEqual(
-            [e.path for e in errors], [path for path, _ in expected], [str(e) for e in errors]
-        )
-        for error, (_, message) in zip(errors, expected):
-            self.assertIn(message, error.message)
+        assertDecodeErrors(self, lambda r: decode(cls, r), raw, *expected)
 
 
 class DecodeScalarTests(DecodeTestCase):

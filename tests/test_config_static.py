@@ -10,8 +10,8 @@ from typing import Any
 import yaml
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.helpers import assertDecodeErrors
 from relayd.config.address import Address
-from relayd.config.errors import ConfigError, flatten
 from relayd.config.schema import decode, flatToTree
 from relayd.config.static import (
     ACME,
@@ -46,14 +46,7 @@ class StaticTestCase(SynchronousTestCase):
         """
         Decoding C{raw} fails with exactly these (path, message substring) pairs.
         """
-        with self.assertRaises(ConfigError) as caught:
-            decode(StaticConfig, raw)
-        errors = flatten([caught.exception])
-        self.assertEqual(
-            [e.path for e in errors], [path for path, _ in expected], [str(e) for e in errors]
-        )
-        for error, (_, message) in zip(errors, expected):
-            self.assertIn(message, error.message)
+        assertDecodeErrors(self, lambda r: decode(StaticConfig, r), raw, *expected)
 
 
 class DefaultsTests(StaticTestCase):
