@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import attrs
@@ -43,6 +43,7 @@ class RequestContext:
     router: str = ""
     service: str = ""
     upstream: str = ""
+    beforeResponse: list[Callable[[Any], None]] = attrs.field(factory=list)
 
 
 def _clientIP(address: Any) -> str:
@@ -143,8 +144,40 @@ class RoutingResource(resource.Resource):
         return server.NOT_DONE_YET
 
 
+class RelaydRequest(server.Request):
+    """
+    A request whose response can be adjusted by middlewares just before its
+    status line and headers are sent, whoever produces the response (the
+    upstream relay, an error answer, an internal service): each callable in
+    C{relayd.beforeResponse} gets the request, innermost middleware first.
+    """
+
+    _hooksRun = False
+
+    def _runHooks(self) -> None:
+        if self._hooksRun:
+            return
+        self._hooksRun = True
+        context = getattr(self, "relayd", None)
+        if context is None:
+            return
+        for hook in reversed(context.beforeResponse):
+            hook(self)
+
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting:
+            self._runHooks()
+        super().write(data)
+
+    def finish(self) -> None:
+        if not self.startedWriting:
+            self._runHooks()
+        super().finish()
+
+
 class _Site(server.Site):
     noisy = False
+    requestFactory = RelaydRequest
 
     def log(self, request: Any) -> None:
         pass

@@ -1,10 +1,27 @@
 """
 Middleware kinds, one registry: a kind name maps to the function that wraps the
 next handler. Adding a kind is one module plus one entry here.
+
+The contract for a kind's module:
+
+  - C{build(context, info, next, chain)} returns an L{IHTTPHandler} wrapping
+    C{next}; C{info.config.config()} is the kind's configuration (a model from
+    L{relayd.config.middlewares}); raise L{BuildError} if it cannot be built
+    (the middleware is then disabled with that error in its status, and so is
+    every router using it).
+  - C{handler.handle(request)} gets a L{relayd.entrypoints.RelaydRequest}
+    whose C{request.relayd} (a L{relayd.entrypoints.RequestContext}) carries
+    the path to forward (C{forwardPath}, escaped and normalised) and
+    C{rawQuery}, which path middlewares rewrite; request headers are changed in
+    C{request.requestHeaders}; response headers are changed by appending a
+    callable to C{request.relayd.beforeResponse}, called with the request just
+    before the status line goes out, whoever produces the response. A handler
+    either calls C{next.handle(request)} or answers the request itself.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable
 
 from relayd.runtime.build import BuildContext, BuildError, ObjectInfo
@@ -16,9 +33,29 @@ def _chain(context: BuildContext, info: ObjectInfo, next: Any, chain: tuple[str,
     return context.middlewareChain(info.config.chain.middlewares, info, next, chain)
 
 
-MIDDLEWARE_BUILDERS: dict[str, MiddlewareBuilder] = {
+# kind -> builder, or "module:function" for kinds whose module is imported on use.
+MIDDLEWARE_BUILDERS: dict[str, MiddlewareBuilder | str] = {
     "chain": _chain,
+    "stripPrefix": "relayd.middlewares.paths:buildStripPrefix",
+    "stripPrefixRegex": "relayd.middlewares.paths:buildStripPrefixRegex",
+    "addPrefix": "relayd.middlewares.paths:buildAddPrefix",
+    "replacePath": "relayd.middlewares.paths:buildReplacePath",
+    "replacePathRegex": "relayd.middlewares.paths:buildReplacePathRegex",
+    "redirectScheme": "relayd.middlewares.redirect:buildRedirectScheme",
+    "redirectRegex": "relayd.middlewares.redirect:buildRedirectRegex",
+    "headers": "relayd.middlewares.headers:buildHeaders",
 }
+
+
+def _resolve(kind: str) -> MiddlewareBuilder | None:
+    builder = MIDDLEWARE_BUILDERS.get(kind)
+    if isinstance(builder, str):
+        module, _, name = builder.partition(":")
+        try:
+            return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+        except (ImportError, AttributeError):
+            return None
+    return builder
 
 
 def buildMiddleware(context: BuildContext, info: ObjectInfo, next: Any, chain: tuple[str, ...]) -> Any:
@@ -27,7 +64,7 @@ def buildMiddleware(context: BuildContext, info: ObjectInfo, next: Any, chain: t
 
     @raise BuildError: if its kind has no runtime yet or it cannot be built.
     """
-    builder = MIDDLEWARE_BUILDERS.get(info.kind)
+    builder = _resolve(info.kind)
     if builder is None:
         raise BuildError(f"the {info.kind} middleware is not supported by this relayd yet")
     return builder(context, info, next, chain)
