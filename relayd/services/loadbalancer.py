@@ -14,6 +14,7 @@ from relayd.interfaces import IHTTPHandler
 from relayd.proxy.http import Forwarder
 from relayd.proxy.responses import serviceUnavailable
 from relayd.runtime.build import BuildContext, ObjectInfo
+from relayd.services.sticky import Sticky
 
 T = TypeVar("T")
 
@@ -52,22 +53,56 @@ def _forwarder(context: BuildContext) -> Forwarder:
     return forwarder
 
 
+class _Balanced:
+    """
+    Picking a member: the sticky cookie's member if it names a healthy one,
+    else the next in weighted round robin (and then the cookie is written).
+    """
+
+    def __init__(self, name: str, members: Sequence[tuple[str, int]], sticky: Sticky[str] | None) -> None:
+        self.name = name
+        self.balancer = SmoothWeightedRoundRobin(members)
+        self.sticky = sticky
+        self.up = {m for m, w in members}
+
+    def choose(self, request: Any) -> str | None:
+        sticky = self.sticky
+        if sticky is not None:
+            member, rewrite = sticky.pinned(request)
+            if member is not None and member in self.up:
+                if rewrite:
+                    sticky.writeCookie(request, member)
+                return member
+        if not self.balancer:
+            return None
+        member = self.balancer.pick()
+        if sticky is not None:
+            sticky.writeCookie(request, member)
+        return member
+
+
 @implementer(IHTTPHandler)
-class LoadBalancerHandler:
+class LoadBalancerHandler(_Balanced):
     _log = Logger()
 
-    def __init__(self, name: str, servers: Sequence[tuple[str, int]], forwarder: Forwarder, passHostHeader: bool) -> None:
-        self.name = name
-        self.balancer = SmoothWeightedRoundRobin(servers)
+    def __init__(
+        self,
+        name: str,
+        servers: Sequence[tuple[str, int]],
+        forwarder: Forwarder,
+        passHostHeader: bool,
+        sticky: Sticky[str] | None = None,
+    ) -> None:
+        super().__init__(name, servers, sticky)
         self.forwarder = forwarder
         self.passHostHeader = passHostHeader
 
     def handle(self, request: Any) -> Any:
-        if not self.balancer:
+        server = self.choose(request)
+        if server is None:
             self._log.warn("503: no server available (service={service})", service=self.name)
             serviceUnavailable(request)
             return None
-        server = self.balancer.pick()
         request.relayd.service = self.name
         request.relayd.upstream = server
         return self.forwarder.forward(request, server, self.passHostHeader)
@@ -82,25 +117,35 @@ def buildLoadBalancer(context: BuildContext, info: ObjectInfo, chain: tuple[str,
         weight = 1 if server.weight is None else server.weight
         servers.append((server.url, weight))
         info.serverStatus[server.url] = "UP"
-    return LoadBalancerHandler(info.name, servers, _forwarder(context), lb.passHostHeader)
+    sticky = _sticky(lb.sticky, info.name, {url: url for url, _ in servers})
+    return LoadBalancerHandler(info.name, servers, _forwarder(context), lb.passHostHeader, sticky)
+
+
+def _sticky(config: Any, serviceName: str, members: dict[str, Any]) -> Sticky[Any] | None:
+    if config is None or config.cookie is None:
+        return None
+    return Sticky(config.cookie, serviceName, members)
 
 
 @implementer(IHTTPHandler)
-class WeightedHandler:
-    def __init__(self, name: str, children: Sequence[tuple[Any, int]]) -> None:
-        self.name = name
-        self.balancer = SmoothWeightedRoundRobin(children)
+class WeightedHandler(_Balanced):
+    def __init__(self, name: str, children: dict[str, Any], weights: Sequence[tuple[str, int]], sticky: Sticky[Any] | None) -> None:
+        super().__init__(name, weights, sticky)
+        self.children = children
 
     def handle(self, request: Any) -> Any:
-        if not self.balancer:
+        child = self.choose(request)
+        if child is None:
             serviceUnavailable(request)
             return None
-        return self.balancer.pick().handle(request)
+        return self.children[child].handle(request)
 
 
 def buildWeighted(context: BuildContext, info: ObjectInfo, chain: tuple[str, ...]) -> Any:
-    children = []
-    for child in info.config.weighted.services:
-        handler = context.serviceHandler(child.name, info, chain)
-        children.append((handler, 1 if child.weight is None else child.weight))
-    return WeightedHandler(info.name, children)
+    weighted = info.config.weighted
+    children = {}
+    weights = []
+    for child in weighted.services:
+        children[child.name] = context.serviceHandler(child.name, info, chain)
+        weights.append((child.name, 1 if child.weight is None else child.weight))
+    return WeightedHandler(info.name, children, weights, _sticky(weighted.sticky, info.name, children))
