@@ -147,10 +147,14 @@ class Watcher:
             if timer.active():
                 timer.cancel()
         self._timers.clear()
-        forwarder = self.shared.get("forwarder")
-        if forwarder is not None:
-            return forwarder.close()
-        return None
+        from twisted.internet import defer
+
+        closing = []
+        for name in ("forwarder", "health"):
+            resource = self.shared.get(name)
+            if resource is not None:
+                closing.append(defer.maybeDeferred(getattr(resource, "close", None) or resource.stop))
+        return defer.gatherResults(closing)
 
 
 def emptyConfig() -> DynamicConfig:

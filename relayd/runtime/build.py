@@ -251,6 +251,10 @@ def build(
             except BuildError as e:
                 info.fail(str(e))
 
+    health = context.shared.get("health")
+    if health is not None:
+        health.retain(context.shared.pop("healthUsed", set()))
+
     return Runtime(
         generation=generation,
         static=static,

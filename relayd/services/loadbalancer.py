@@ -5,7 +5,7 @@ over the child services of a weighted service.
 
 from __future__ import annotations
 
-from typing import Any, Generic, Sequence, TypeVar
+from typing import Any, Callable, Generic, Sequence, TypeVar
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -14,6 +14,7 @@ from relayd.interfaces import IHTTPHandler
 from relayd.proxy.http import Forwarder
 from relayd.proxy.responses import serviceUnavailable
 from relayd.runtime.build import BuildContext, ObjectInfo
+from relayd.services.health import HealthRegistry
 from relayd.services.sticky import Sticky
 
 T = TypeVar("T")
@@ -34,6 +35,16 @@ class SmoothWeightedRoundRobin(Generic[T]):
 
     def __len__(self) -> int:
         return len(self.members)
+
+    def pickAccepted(self, accept: Callable[[T], bool]) -> T | None:
+        """
+        The next member that C{accept}s, trying each member at most once.
+        """
+        for _ in range(len(self.members)):
+            member = self.pick()
+            if accept(member):
+                return member
+        return None
 
     def pick(self) -> T:
         best = 0
@@ -63,19 +74,20 @@ class _Balanced:
         self.name = name
         self.balancer = SmoothWeightedRoundRobin(members)
         self.sticky = sticky
-        self.up = {m for m, w in members}
+        self.members = {m for m, w in members}
+        self.isUp: Callable[[str], bool] = lambda member: True
 
     def choose(self, request: Any) -> str | None:
         sticky = self.sticky
         if sticky is not None:
             member, rewrite = sticky.pinned(request)
-            if member is not None and member in self.up:
+            if member is not None and member in self.members and self.isUp(member):
                 if rewrite:
                     sticky.writeCookie(request, member)
                 return member
-        if not self.balancer:
+        member = self.balancer.pickAccepted(self.isUp)
+        if member is None:
             return None
-        member = self.balancer.pick()
         if sticky is not None:
             sticky.writeCookie(request, member)
         return member
@@ -118,7 +130,17 @@ def buildLoadBalancer(context: BuildContext, info: ObjectInfo, chain: tuple[str,
         servers.append((server.url, weight))
         info.serverStatus[server.url] = "UP"
     sticky = _sticky(lb.sticky, info.name, {url: url for url, _ in servers})
-    return LoadBalancerHandler(info.name, servers, _forwarder(context), lb.passHostHeader, sticky)
+    handler = LoadBalancerHandler(info.name, servers, _forwarder(context), lb.passHostHeader, sticky)
+    if lb.healthCheck is not None and servers:
+        registry = context.shared.get("health")
+        if registry is None:
+            registry = context.shared["health"] = HealthRegistry(context.reactor)
+        urls = tuple(url for url, _ in servers)
+        checker = registry.get(info.name, urls, lb.healthCheck)
+        context.shared.setdefault("healthUsed", set()).add((info.name, urls, lb.healthCheck))
+        info.serverStatus = checker.status
+        handler.isUp = checker.isUp
+    return handler
 
 
 def _sticky(config: Any, serviceName: str, members: dict[str, Any]) -> Sticky[Any] | None:
