@@ -165,3 +165,73 @@ class HealthCheckTests(TestCase):
         self.apply(interval="60ms")
         self.assertNotEqual(self.watcher.shared["health"].checkers, checkers)
         self.assertEqual(len(self.watcher.shared["health"].checkers), 1)
+
+
+class FailoverTests(TestCase):
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_failoverFollowsHealth(self):
+        """
+        A failover service serves from its main service while that has a
+        healthy server, from the fallback otherwise, and back when it recovers;
+        weighted services skip children with no healthy server only when they
+        have a healthCheck section, as in Traefik.
+        """
+        backends = {}
+        ports = {}
+        for name in "MF":
+            backend = _Backend(name)
+            site = server.Site(backend)
+            site.noisy = False
+            port = reactor.listenTCP(0, site, interface="127.0.0.1")
+            self.addCleanup(port.stopListening)
+            backends[name], ports[name] = backend, port.getHost().port
+        check = {"path": "/health", "interval": "50ms", "timeout": "200ms"}
+        config = decodeDynamic(
+            {
+                "http": {
+                    "routers": {
+                        "r": {"rule": "Path(`/f`)", "service": "fo"},
+                        "w": {"rule": "Path(`/w`)", "service": "wt"},
+                        "b": {"rule": "Path(`/b`)", "service": "blind"},
+                    },
+                    "services": {
+                        "main": {"loadBalancer": {"servers": [{"url": f"http://127.0.0.1:{ports['M']}"}], "healthCheck": check}},
+                        "fb": {"loadBalancer": {"servers": [{"url": f"http://127.0.0.1:{ports['F']}"}]}},
+                        "fo": {"failover": {"service": "main", "fallback": "fb"}},
+                        "wt": {"weighted": {"services": [{"name": "main", "weight": 3}, {"name": "fb", "weight": 1}], "healthCheck": {}}},
+                        "blind": {"weighted": {"services": [{"name": "main", "weight": 1}, {"name": "fb", "weight": 1}]}},
+                    },
+                }
+            }
+        )
+        static, _ = decode(StaticConfig, {"entryPoints": {"web": {"address": "127.0.0.1:0"}}})
+        static = effective(static)
+        watcher = Watcher(reactor, static, reactor=reactor)
+        self.addCleanup(watcher.stop)
+        watcher.update(ProviderUpdate("file", config))
+        ep = EntryPointService("web", static.entryPoints["web"], reactor, watcher.runtime)
+        ep.startService()
+        self.addCleanup(ep.stopService)
+        client = Client()
+        self.addCleanup(client.close)
+
+        @defer.inlineCallbacks
+        def body(path):
+            response, data = yield client.get(f"http://127.0.0.1:{ep.port}{path}", host="x")
+            return data.decode()
+
+        self.assertEqual((yield body("/f")), "M")
+        backends["M"].healthCode = 503
+        yield poll(lambda: body("/f").addCallback(lambda b: b == "F"))
+        seen = []
+        for _ in range(4):
+            seen.append((yield body("/w")))
+        self.assertEqual(seen, ["F"] * 4)
+        blind = []
+        for _ in range(4):
+            blind.append((yield body("/b")))
+        self.assertEqual(sorted(blind), ["F", "F", "Service Unavailable\n", "Service Unavailable\n"])
+        backends["M"].healthCode = 200
+        yield poll(lambda: body("/f").addCallback(lambda b: b == "M"))

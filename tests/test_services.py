@@ -38,6 +38,15 @@ class SmoothWeightedRoundRobinTests(SynchronousTestCase):
         picks = [wrr.pick() for _ in range(400)]
         self.assertEqual((picks.count("a"), picks.count("b"), picks.count("z")), (300, 100, 0))
 
+    def test_skipsRefusedMembers(self) -> None:
+        """
+        Members turned away are skipped without losing the others' smooth
+        order, and with none accepted there is no pick.
+        """
+        wrr = SmoothWeightedRoundRobin([("a", 5), ("b", 1), ("c", 1)])
+        self.assertEqual("".join(wrr.pick(lambda m: m != "a") for _ in range(4)), "bcbc")
+        self.assertIsNone(wrr.pick(lambda m: False))
+
     def test_empty(self) -> None:
         """
         A balancer with no positive weight is empty.

@@ -8,13 +8,14 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from relayd.runtime.build import BuildContext, BuildError, ObjectInfo
-from relayd.services.loadbalancer import buildLoadBalancer, buildWeighted
+from relayd.services.loadbalancer import buildFailover, buildLoadBalancer, buildWeighted
 
 ServiceBuilder = Callable[[BuildContext, ObjectInfo, tuple[str, ...]], Any]
 
 SERVICE_BUILDERS: dict[str, ServiceBuilder] = {
     "loadBalancer": buildLoadBalancer,
     "weighted": buildWeighted,
+    "failover": buildFailover,
 }
 
 

@@ -36,25 +36,27 @@ class SmoothWeightedRoundRobin(Generic[T]):
     def __len__(self) -> int:
         return len(self.members)
 
-    def pickAccepted(self, accept: Callable[[T], bool]) -> T | None:
+    def pick(self, accept: Callable[[T], bool] | None = None) -> T | None:
         """
-        The next member that C{accept}s, trying each member at most once.
+        The next member, among those C{accept}ed (all by default), or C{None}
+        if there is none: members turned away neither gain nor lose turns, as
+        nginx does with peers that are down.
         """
-        for _ in range(len(self.members)):
-            member = self.pick()
-            if accept(member):
-                return member
-        return None
-
-    def pick(self) -> T:
-        best = 0
+        best = -1
+        total = 0
         current = self.current
+        members = self.members
         for i, weight in enumerate(self.weights):
+            if accept is not None and not accept(members[i]):
+                continue
             current[i] += weight
-            if current[i] > current[best]:
+            total += weight
+            if best < 0 or current[i] > current[best]:
                 best = i
-        current[best] -= self.total
-        return self.members[best]
+        if best < 0:
+            return None
+        current[best] -= total
+        return members[best]
 
 
 def _forwarder(context: BuildContext) -> Forwarder:
@@ -77,6 +79,12 @@ class _Balanced:
         self.members = {m for m, w in members}
         self.isUp: Callable[[str], bool] = lambda member: True
 
+    def healthy(self) -> bool:
+        """
+        Whether any member with a positive weight is up.
+        """
+        return any(self.isUp(m) for m in self.balancer.members)
+
     def choose(self, request: Any) -> str | None:
         sticky = self.sticky
         if sticky is not None:
@@ -85,7 +93,7 @@ class _Balanced:
                 if rewrite:
                     sticky.writeCookie(request, member)
                 return member
-        member = self.balancer.pickAccepted(self.isUp)
+        member = self.balancer.pick(self.isUp)
         if member is None:
             return None
         if sticky is not None:
@@ -170,4 +178,41 @@ def buildWeighted(context: BuildContext, info: ObjectInfo, chain: tuple[str, ...
     for child in weighted.services:
         children[child.name] = context.serviceHandler(child.name, info, chain)
         weights.append((child.name, 1 if child.weight is None else child.weight))
-    return WeightedHandler(info.name, children, weights, _sticky(weighted.sticky, info.name, children))
+    handler = WeightedHandler(info.name, children, weights, _sticky(weighted.sticky, info.name, children))
+    if weighted.healthCheck is not None:
+        # As in Traefik, a parent only follows its children's health when it
+        # has a healthCheck section itself.
+        handler.isUp = lambda name: _healthy(children[name])
+    return handler
+
+
+@implementer(IHTTPHandler)
+class FailoverHandler:
+    """
+    Serve from the main service while it has a healthy server, else from the
+    fallback (Traefik's failover kind).
+    """
+
+    def __init__(self, main: Any, fallback: Any) -> None:
+        self.main = main
+        self.fallback = fallback
+
+    def healthy(self) -> bool:
+        return _healthy(self.main) or _healthy(self.fallback)
+
+    def handle(self, request: Any) -> Any:
+        target = self.main if _healthy(self.main) else self.fallback
+        return target.handle(request)
+
+
+def _healthy(handler: Any) -> bool:
+    check = getattr(handler, "healthy", None)
+    return True if check is None else bool(check())
+
+
+def buildFailover(context: BuildContext, info: ObjectInfo, chain: tuple[str, ...]) -> Any:
+    failover = info.config.failover
+    return FailoverHandler(
+        context.serviceHandler(failover.service, info, chain),
+        context.serviceHandler(failover.fallback, info, chain),
+    )
