@@ -1,0 +1,1 @@
+Load balancers support sticky cookies compatible with Traefik's, and active health checks that take servers out of and back into the rotation; failover services follow their main service's health.
