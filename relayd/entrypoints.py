@@ -20,6 +20,7 @@ from twisted.web import resource, server
 
 from relayd.config.address import Address
 from relayd.config.static import EntryPoint
+from relayd.proxy.forwarded import applyForwardedHeaders
 from relayd.proxy.responses import notFound, plainResponse
 from relayd.runtime.build import Runtime
 from relayd.runtime.matchers import IPChecker
@@ -114,6 +115,13 @@ class RoutingResource(resource.Resource):
         except BadRequestPath as e:
             plainResponse(request, 400, f"400 Bad Request: {e}\n")
             return server.NOT_DONE_YET
+        applyForwardedHeaders(
+            request,
+            trusted=entryPoint.trusts(clientIP),
+            clientIP=clientIP,
+            host=host,
+            allowedConnection=entryPoint.config.forwardedHeaders.connection,
+        )
         context = RequestContext(
             entryPoint=entryPoint.entryPointName,
             runtime=runtime,

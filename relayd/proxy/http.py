@@ -7,7 +7,6 @@ X-Forwarded-* headers set, repeated headers kept in order, errors answered with
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,15 +35,6 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-_FORWARDED = (
-    b"x-forwarded-for",
-    b"x-forwarded-proto",
-    b"x-forwarded-host",
-    b"x-forwarded-port",
-    b"x-forwarded-server",
-    b"x-real-ip",
-)
-_HOSTNAME = socket.gethostname().encode()
 
 
 def hopByHop(headers: Headers) -> set[bytes]:
@@ -157,25 +147,17 @@ class Forwarder:
         return d
 
     def _forwardedHeaders(self, request: Any, headers: Headers) -> None:
-        context = request.relayd
-        if not context.trustForwarded:
-            for name in _FORWARDED:
-                headers.removeHeader(name)
-        client = context.clientIP
-        if client:
-            previous = headers.getRawHeaders(b"x-forwarded-for")
-            value = ", ".join([v.decode("latin-1") for v in previous or []] + [client])
-            headers.setRawHeaders(b"x-forwarded-for", [value.encode("latin-1")])
-        defaults = {
-            b"x-forwarded-proto": b"https" if request.isSecure() else b"http",
-            b"x-forwarded-host": request.getHeader(b"host") or b"",
-            b"x-forwarded-port": str(context.localPort).encode(),
-            b"x-forwarded-server": _HOSTNAME,
-            b"x-real-ip": client.encode(),
-        }
-        for name, value in defaults.items():
-            if value and not headers.hasHeader(name):
-                headers.setRawHeaders(name, [value])
+        """
+        Append the client address to X-Forwarded-For (the other X-Forwarded-*
+        headers were settled at the entrypoint), unless a middleware asked
+        for none.
+        """
+        client = request.relayd.clientIP
+        if not client or getattr(request, "relaydOmitXForwardedFor", False):
+            return
+        previous = headers.getRawHeaders(b"x-forwarded-for")
+        value = ", ".join([v.decode("latin-1") for v in previous or []] + [client])
+        headers.setRawHeaders(b"x-forwarded-for", [value.encode("latin-1")])
 
     def _relay(self, response: Any, request: Any) -> defer.Deferred[None] | None:
         if request.finished or getattr(request, "_disconnected", False):

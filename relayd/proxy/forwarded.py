@@ -1,0 +1,120 @@
+"""
+The X-Forwarded-* headers, handled at the entrypoint before routing, as
+Traefik does: from a peer that is not trusted (forwardedHeaders.trustedIPs or
+insecure) every managed X-Forwarded-* header (and its underscore spelling) is
+dropped; then X-Real-Ip, X-Forwarded-Proto, -Port, -Host and -Server are filled
+in, repeated X-Forwarded-For values joined, and the headers named in Connection
+removed (except managed ones and those listed in forwardedHeaders.connection).
+The proxy appends the client address to X-Forwarded-For when forwarding.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Iterable
+
+from relayd.runtime.gocompat import splitHostPort
+
+MANAGED = frozenset(
+    name.lower()
+    for name in (
+        "X-Forwarded-Proto",
+        "X-Forwarded-For",
+        "X-Forwarded-Host",
+        "X-Forwarded-Port",
+        "X-Forwarded-Server",
+        "X-Forwarded-Uri",
+        "X-Forwarded-Method",
+        "X-Forwarded-Prefix",
+        "X-Forwarded-Tls-Client-Cert",
+        "X-Forwarded-Tls-Client-Cert-Info",
+        "X-Real-Ip",
+    )
+)
+HOSTNAME = socket.gethostname() or "localhost"
+
+
+def isManaged(name: bytes | str) -> bool:
+    if isinstance(name, bytes):
+        name = name.decode("latin-1")
+    return name.lower().replace("_", "-") in MANAGED
+
+
+def _first(headers: Any, name: bytes) -> bytes:
+    values = headers.getRawHeaders(name)
+    return values[0] if values else b""
+
+
+def _tokens(values: Iterable[bytes]) -> list[str]:
+    return [t.strip().decode("latin-1") for v in values for t in v.split(b",") if t.strip()]
+
+
+def forwardedPort(host: str, proto: bytes, secure: bool) -> str:
+    try:
+        port = splitHostPort(host)[1]
+    except ValueError:
+        port = ""
+    if port:
+        return port
+    if proto in (b"https", b"wss") or secure:
+        return "443"
+    return "80"
+
+
+def applyForwardedHeaders(
+    request: Any,
+    trusted: bool,
+    clientIP: str,
+    host: str,
+    allowedConnection: Iterable[str] = (),
+) -> None:
+    """
+    Rewrite C{request.requestHeaders} as Traefik's entrypoint does.
+    """
+    headers = request.requestHeaders
+    if not trusted:
+        for name, _ in list(headers.getAllRawHeaders()):
+            if isManaged(name):
+                headers.removeHeader(name)
+    if clientIP and not _first(headers, b"x-real-ip"):
+        headers.setRawHeaders(b"x-real-ip", [clientIP.split("%")[0].encode()])
+    secure = request.isSecure()
+    if not _first(headers, b"x-forwarded-proto"):
+        connection = {t.lower() for t in _tokens(headers.getRawHeaders(b"connection", []))}
+        upgrade = {t.lower() for t in _tokens(headers.getRawHeaders(b"upgrade", [])[:1])}
+        websocket = "upgrade" in connection and "websocket" in upgrade
+        proto = (b"wss" if secure else b"ws") if websocket else (b"https" if secure else b"http")
+        headers.setRawHeaders(b"x-forwarded-proto", [proto])
+    if not _first(headers, b"x-forwarded-port"):
+        port = forwardedPort(host, _first(headers, b"x-forwarded-proto"), secure)
+        headers.setRawHeaders(b"x-forwarded-port", [port.encode()])
+    if not _first(headers, b"x-forwarded-host") and host:
+        headers.setRawHeaders(b"x-forwarded-host", [host.encode("latin-1")])
+    forwardedFor = headers.getRawHeaders(b"x-forwarded-for")
+    if forwardedFor:
+        headers.setRawHeaders(b"x-forwarded-for", [b", ".join(forwardedFor)])
+    headers.setRawHeaders(b"x-forwarded-server", [HOSTNAME.encode()])
+    _removeConnectionHeaders(headers, {c.lower() for c in allowedConnection})
+
+
+def _removeConnectionHeaders(headers: Any, allowed: set[str]) -> None:
+    values = headers.getRawHeaders(b"connection", [])
+    tokens = _tokens(values)
+    upgrade = None
+    if any(t.lower() == "upgrade" for t in tokens):
+        upgrade = _first(headers, b"upgrade")
+    kept: list[str] = []
+    for token in tokens:
+        if isManaged(token):
+            continue
+        if token.lower() in allowed:
+            kept.append(token)
+            continue
+        headers.removeHeader(token.encode("latin-1"))
+    if upgrade:
+        kept.append("Upgrade")
+        headers.setRawHeaders(b"upgrade", [upgrade])
+    if kept:
+        headers.setRawHeaders(b"connection", [",".join(kept).encode("latin-1")])
+    else:
+        headers.removeHeader(b"connection")
