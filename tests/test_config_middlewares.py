@@ -634,14 +634,12 @@ class OneOfTests(SynchronousTestCase, FailureAssertions):
 class ValidationTests(SynchronousTestCase, FailureAssertions):
     def test_addPrefix(self) -> None:
         """
-        addPrefix.prefix is required and must start with a slash.
+        addPrefix.prefix is required and not empty; like Traefik, a prefix
+        without a leading slash is accepted.
         """
         self.assertFails({"addPrefix": {}}, f"{PATH}.addPrefix.prefix", "required key is missing")
-        self.assertFails(
-            {"addPrefix": {"prefix": "api"}},
-            f"{PATH}.addPrefix.prefix",
-            "must start with '/', got 'api'",
-        )
+        self.assertFails({"addPrefix": {"prefix": ""}}, f"{PATH}.addPrefix.prefix", "must not be empty")
+        self.assertEqual(decode(HTTPMiddleware, {"addPrefix": {"prefix": "api"}})[0].addPrefix.prefix, "api")
 
     def test_basicAuthNeedsUsers(self) -> None:
         """
@@ -1219,8 +1217,8 @@ class FlatLabelTests(SynchronousTestCase, FailureAssertions):
         """
         Values from labels are validated like values from files.
         """
-        tree = flatToTree(HTTPMiddleware, [("addprefix.prefix", "api")], PATH)
-        self.assertFails(tree, f"{PATH}.addPrefix.prefix", "must start with '/', got 'api'")
+        tree = flatToTree(HTTPMiddleware, [("stripprefix.prefixes", "api")], PATH)
+        self.assertFails(tree, f"{PATH}.stripPrefix.prefixes[0]", "must start with '/', got 'api'")
 
     def test_unknownLabelKey(self) -> None:
         """

@@ -85,6 +85,12 @@ def _absolutePath(value: str) -> None:
         raise ValueError(f"must start with '/', got {value!r}")
 
 
+def _nonEmptyPrefix(value: str) -> None:
+    # Traefik accepts a prefix without a leading slash (it adds one).
+    if not value:
+        raise ValueError("must not be empty")
+
+
 def _optionalHeaderName(value: str) -> None:
     if value and not _TOKEN.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid header name")
@@ -231,7 +237,7 @@ class SourceCriterion:
 
 @frozen
 class AddPrefix:
-    prefix: str = field(check=_absolutePath)
+    prefix: str = field(check=_nonEmptyPrefix)
 
 
 @frozen

@@ -125,6 +125,8 @@ class Forwarder:
         context = request.relayd
         target = urlsplit(serverURL)
         path = context.forwardPath
+        if not path.startswith("/"):
+            path = "/" + path
         basePath = target.path.rstrip("/")
         uri = (basePath + path).encode("utf-8") if basePath else path.encode("utf-8")
         if context.rawQuery:
