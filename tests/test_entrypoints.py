@@ -172,6 +172,35 @@ class EntryPointTests(TestCase):
         self.assertEqual(echo.requests[0]["uri"], "/api/~me/a%2Fb?q=1")
 
     @defer.inlineCallbacks
+    def test_entryPointRedirection(self):
+        """
+        entryPoints.web.http.redirections.entryPoint generates a catch-all
+        router that redirects to the target's scheme and port, keeping host,
+        path and query, ahead of user routers.
+        """
+        from relayd.providers.internal import internalConfig
+
+        config, _ = decode(
+            StaticConfig,
+            {"entryPoints": {"web": {"address": "127.0.0.1:0", "http": {"redirections": {"entryPoint": {"to": ":8443"}}}}}},
+        )
+        static = effective(config)
+        from relayd.api.internal import internalServices
+
+        watcher = Watcher(reactor, static, internal=internalServices({}), reactor=reactor)
+        self.addCleanup(watcher.stop)
+        watcher.update(ProviderUpdate("internal", internalConfig(static)))
+        self.assertEqual(watcher.runtime.routers["web-to-8443@internal"].status, "enabled")
+        ep = EntryPointService("web", static.entryPoints["web"], reactor, watcher.runtime)
+        ep.startService()
+        self.addCleanup(ep.stopService)
+        answer = yield rawRequest(ep.port, b"GET /a/b?c=1 HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 301 "), answer)
+        self.assertIn(b"\r\nLocation: https://example.com:8443/a/b?c=1\r\n", answer)
+        answer = yield rawRequest(ep.port, b"POST /a HTTP/1.1\r\nHost: example.com\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 308 "), answer)
+
+    @defer.inlineCallbacks
     def test_absoluteFormRoutesOnTargetHost(self):
         """
         An absolute-form request target's host is the one routed on, as Go
