@@ -340,29 +340,16 @@ def regexURL(request: Any) -> str:
     """
     The URL C{redirectRegex} matches: Traefik's C{rawURL}.
     """
-    scheme, host, port, uri = "http", requestHost(request), "", requestURI(request)
-    parts = _uriParts(uri)
-    if parts is not None:
-        scheme = parts[0]
-        host = parts[1] or host
-        port = parts[2] or port
-        uri = parts[3]
-    if request.isSecure():
-        scheme = "https"
+    scheme, host, port, uri = _requestURL(request, requestHost(request), "")
     return f"{scheme}://{host}{port}{uri}"
 
 
-def schemeURL(request: Any) -> str:
+def _requestURL(request: Any, host: str, port: str) -> tuple[str, str, str, str]:
     """
-    The URL C{redirectScheme} matches: Traefik's C{clientRequestURL}.
+    Scheme, host, port and request URI of a request: an absolute-form target's
+    parts win over the Host header's, and TLS makes the scheme https.
     """
     scheme = "http"
-    host = requestHost(request)
-    try:
-        host, port = splitHostPort(host)
-        port = ":" + port
-    except ValueError:
-        port = ""
     uri = requestURI(request)
     parts = _uriParts(uri)
     if parts is not None:
@@ -372,6 +359,20 @@ def schemeURL(request: Any) -> str:
         uri = parts[3]
     if request.isSecure():
         scheme = "https"
+    return scheme, host, port, uri
+
+
+def schemeURL(request: Any) -> str:
+    """
+    The URL C{redirectScheme} matches: Traefik's C{clientRequestURL}.
+    """
+    host = requestHost(request)
+    try:
+        host, port = splitHostPort(host)
+        port = ":" + port
+    except ValueError:
+        port = ""
+    scheme, host, port, uri = _requestURL(request, host, port)
     # The entrypoint already dropped an untrusted client's value and set its own.
     proto = decode(_firstHeader(request, b"x-forwarded-proto"))
     if proto:
