@@ -16,12 +16,12 @@ from twisted.application import service
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
-from twisted.web import resource, server
 
 from relayd.config.address import Address
 from relayd.config.static import EntryPoint
 from relayd.proxy.forwarded import applyForwardedHeaders
 from relayd.proxy.responses import notFound, plainResponse
+from relayd.proxy.server import ChannelSettings, HTTPRequest, HTTPSite
 from relayd.runtime.build import Runtime
 from relayd.runtime.matchers import IPChecker
 from relayd.runtime.routing import BadRequestPath, cleanPath, normalizePath, routeRequest
@@ -60,64 +60,71 @@ def _clientIP(address: Any) -> str:
     return host
 
 
-class RoutingResource(resource.Resource):
+class Router:
     """
-    The one resource of an entrypoint's site: route, then hand the request to
-    the route's handler.
+    Routes each request of an entrypoint on the runtime current when it
+    arrives, then hands it to the route's handler.
     """
 
-    isLeaf = True
     _log = Logger()
 
     def __init__(self, entryPoint: EntryPointService) -> None:
-        super().__init__()
         self.entryPoint = entryPoint
 
-    def render(self, request: server.Request) -> Any:
-        request.defaultContentType = None
-        request.responseHeaders.removeHeader(b"server")
+    def __call__(self, request: HTTPRequest) -> None:
         entryPoint = self.entryPoint
         runtime = entryPoint.runtime
-        if request.clientproto == b"HTTP/1.1" and not request.requestHeaders.hasHeader(b"host"):
-            plainResponse(request, 400, "400 Bad Request: missing required Host header\n")
-            return server.NOT_DONE_YET
+        headers = request.requestHeaders
+        fields = headers._fields
+        hostValues = fields.get(b"host")
+        if hostValues is None:
+            if request.clientproto == b"HTTP/1.1":
+                plainResponse(request, 400, "400 Bad Request: missing required Host header\n")
+                return
+            host = ""
+        elif len(hostValues) > 1:
+            plainResponse(request, 400, "400 Bad Request: too many Host headers\n")
+            return
+        else:
+            host = hostValues[0].decode("latin-1")
         uri = request.uri.decode("utf-8", "surrogateescape")
-        host = (request.getHeader(b"host") or b"").decode("latin-1")
-        if uri.startswith(("http://", "https://")):
-            # An absolute-form target names the host; Go routes on it, not on Host.
+        if uri[:1] == "/":
+            rawPath, _, rawQuery = uri.partition("?")
+        elif uri.startswith(("http://", "https://")):
+            # An absolute-form target names the host: Go routes on it and
+            # sends it upstream as Host.
             parts = urlsplit(uri)
             rawPath, rawQuery = parts.path or "/", parts.query
-            host = parts.netloc.rpartition("@")[2] or host
-        elif uri.startswith("/"):
-            rawPath, _, rawQuery = uri.partition("?")
+            authority = parts.netloc.rpartition("@")[2]
+            if authority:
+                host = authority
+                headers.setRawHeaders(b"host", [authority.encode("latin-1")])
         elif uri == "*" and request.method == b"OPTIONS":
             rawPath, rawQuery = "*", ""
         else:
             plainResponse(request, 400, "400 Bad Request: invalid request target\n")
-            return server.NOT_DONE_YET
-        clientIP = _clientIP(request.getClientAddress())
+            return
+        clientIP = request.channel.clientIP
         try:
             path = normalizePath(rawPath)
-            if entryPoint.config.http.sanitizePath and path != "*":
+            if entryPoint.sanitizePath and path != "*":
                 path = cleanPath(path)
             route = routeRequest(
                 host=host,
                 path=path,
                 rawQuery=rawQuery,
                 method=request.method.decode("latin-1"),
-                headers=lambda name: [
-                    v.decode("latin-1")
-                    for v in request.requestHeaders.getRawHeaders(name.encode("latin-1"), ())
-                ],
+                headers=lambda name: [v.decode("latin-1") for v in headers.getRawHeaders(name.encode("latin-1"), ())],
                 clientIP=clientIP,
-                encodeQuerySemicolons=entryPoint.config.http.encodeQuerySemicolons,
+                encodeQuerySemicolons=entryPoint.encodeQuerySemicolons,
             )
         except BadRequestPath as e:
             plainResponse(request, 400, f"400 Bad Request: {e}\n")
-            return server.NOT_DONE_YET
+            return
+        trusted = entryPoint.trusts(clientIP)
         applyForwardedHeaders(
             request,
-            trusted=entryPoint.trusts(clientIP),
+            trusted=trusted,
             clientIP=clientIP,
             host=host,
             allowedConnection=entryPoint.config.forwardedHeaders.connection,
@@ -129,9 +136,9 @@ class RoutingResource(resource.Resource):
             localPort=entryPoint.port,
             forwardPath=path,
             rawQuery=route.rawQuery,
-            trustForwarded=entryPoint.trusts(clientIP),
+            trustForwarded=trusted,
         )
-        request.relayd = context  # type: ignore[attr-defined]
+        request.relayd = context
         match = runtime.table(entryPoint.entryPointName).match(route, secure=request.isSecure())
         if match is None:
             self._log.debug(
@@ -142,53 +149,33 @@ class RoutingResource(resource.Resource):
                 entrypoint=entryPoint.entryPointName,
             )
             notFound(request)
-            return server.NOT_DONE_YET
+            return
         context.router = match.name
         try:
             match.handler.handle(request)
         except Exception:
             self._log.failure("handler of router {router} failed", router=match.name)
-            plainResponse(request, 500)
-        return server.NOT_DONE_YET
+            if request.startedWriting:
+                request.abort()
+            else:
+                plainResponse(request, 500)
 
 
-class RelaydRequest(server.Request):
+def channelSettings(config: EntryPoint, secure: bool = False) -> ChannelSettings:
     """
-    A request whose response can be adjusted by middlewares just before its
-    status line and headers are sent, whoever produces the response (the
-    upstream relay, an error answer, an internal service): each callable in
-    C{relayd.beforeResponse} gets the request, innermost middleware first.
+    The connection limits of an entrypoint.
     """
-
-    _hooksRun = False
-
-    def _runHooks(self) -> None:
-        if self._hooksRun:
-            return
-        self._hooksRun = True
-        context = getattr(self, "relayd", None)
-        if context is None:
-            return
-        for hook in reversed(context.beforeResponse):
-            hook(self)
-
-    def write(self, data: bytes) -> None:
-        if not self.startedWriting:
-            self._runHooks()
-        super().write(data)
-
-    def finish(self) -> None:
-        if not self.startedWriting:
-            self._runHooks()
-        super().finish()
-
-
-class _Site(server.Site):
-    noisy = False
-    requestFactory = RelaydRequest
-
-    def log(self, request: Any) -> None:
-        pass
+    transport = config.transport
+    timeouts = transport.respondingTimeouts
+    return ChannelSettings(
+        maxHeaderBytes=config.http.maxHeaderBytes,
+        readTimeout=float(timeouts.readTimeout),
+        writeTimeout=float(timeouts.writeTimeout),
+        idleTimeout=float(timeouts.idleTimeout),
+        keepAliveMaxRequests=transport.keepAliveMaxRequests,
+        keepAliveMaxTime=float(transport.keepAliveMaxTime),
+        secure=secure,
+    )
 
 
 class _UDPDiscard(protocol.DatagramProtocol):
@@ -215,7 +202,9 @@ class EntryPointService(service.Service):
         trusted = config.forwardedHeaders.trustedIPs
         self._trustAll = config.forwardedHeaders.insecure
         self._trusted = IPChecker.fromStrings(trusted) if trusted else None
-        self.site = _Site(RoutingResource(self), timeout=config.transport.respondingTimeouts.idleTimeout or None)
+        self.sanitizePath = config.http.sanitizePath
+        self.encodeQuerySemicolons = config.http.encodeQuerySemicolons
+        self.site = HTTPSite(Router(self), channelSettings(config), reactor, clientIP=_clientIP)
 
     def trusts(self, clientIP: str) -> bool:
         if self._trustAll:
@@ -269,11 +258,57 @@ class EntryPointService(service.Service):
         )
 
     def stopService(self) -> defer.Deferred[None] | None:
+        """
+        Stop as Traefik does: keep serving for requestAcceptGraceTimeout
+        (while /ping answers the terminating code), then stop accepting, let
+        requests in flight finish for up to graceTimeOut, and close what is
+        left.
+        """
         super().stopService()
         if self.listeningPort is None:
             return None
+        lifeCycle = self.config.transport.lifeCycle
+        d = defer.Deferred()
+        if lifeCycle.requestAcceptGraceTimeout:
+            self._log.info(
+                "entrypoint {entrypoint}: still accepting requests for {grace}",
+                entrypoint=self.entryPointName,
+                grace=str(lifeCycle.requestAcceptGraceTimeout),
+            )
+            self.reactor.callLater(float(lifeCycle.requestAcceptGraceTimeout), d.callback, None)
+        else:
+            d.callback(None)
+        d.addCallback(lambda _: self._stopAccepting())
+        d.addCallback(lambda _: self._drain(float(lifeCycle.graceTimeOut)))
+        return d
+
+    def _stopAccepting(self) -> defer.Deferred[None]:
         port, self.listeningPort = self.listeningPort, None
-        return defer.maybeDeferred(port.stopListening)
+        return defer.maybeDeferred(port.stopListening) if port is not None else defer.succeed(None)
+
+    def _drain(self, grace: float) -> defer.Deferred[None]:
+        site = self.site
+        site.drain()
+        done: defer.Deferred[None] = defer.Deferred()
+        deadline = self.reactor.seconds() + grace
+
+        def check() -> None:
+            if not site.channels:
+                done.callback(None)
+                return
+            if self.reactor.seconds() >= deadline:
+                self._log.warn(
+                    "entrypoint {entrypoint}: graceTimeOut reached, closing {count} connection(s)",
+                    entrypoint=self.entryPointName,
+                    count=len(site.channels),
+                )
+                site.abortAll()
+                done.callback(None)
+                return
+            self.reactor.callLater(0.05, check)
+
+        check()
+        return done
 
 
 class ListenError(Exception):

@@ -84,9 +84,10 @@ class RelaydService(service.MultiService):
         # re-raise the signal and report 143).
         if getattr(self.reactor, "_exitSignal", None) == signal.SIGTERM:
             self.reactor._exitSignal = None
-        stopped = super().stopService()
         from twisted.internet import defer
 
-        return defer.gatherResults(
-            [defer.maybeDeferred(lambda: stopped), defer.maybeDeferred(self.watcher.stop)]
-        )
+        stopped = defer.maybeDeferred(super().stopService)
+        # The upstream pool and health checks close once the entrypoints
+        # have let their requests finish.
+        stopped.addBoth(lambda _: self.watcher.stop())
+        return stopped

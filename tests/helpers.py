@@ -225,3 +225,41 @@ def assertDecodeErrors(testCase: Any, decodeFn: Callable[[Any], Any], raw: Any, 
     testCase.assertEqual([e.path for e in errors], [path for path, _ in expected], [str(e) for e in errors])
     for error, (_, message) in zip(errors, expected):
         testCase.assertIn(message, error.message)
+
+
+def memoryRequest(
+    method: bytes = b"GET",
+    uri: bytes = b"/",
+    headers: Sequence[tuple[bytes | str, bytes | str]] = (),
+    secure: bool = False,
+    clientproto: bytes = b"HTTP/1.1",
+    body: bytes = b"",
+) -> Any:
+    """
+    An in-memory L{relayd.proxy.server.HTTPRequest} on a channel whose
+    transport records what is written (C{request.testTransport.written}, a
+    BytesIO). The request has the given head and, when C{body} is given, that
+    body already received in full.
+    """
+    from twisted.internet.testing import StringTransport
+
+    from relayd.proxy.server import ChannelSettings, HTTPRequest, HTTPSite, RequestBody
+    from relayd.proxy.wire import HeaderMap
+
+    site = HTTPSite(lambda request: None, ChannelSettings(secure=secure), reactor)
+    channel = site.buildProtocol(None)
+    transport = StringTransport()
+    transport.written = transport.io  # type: ignore[attr-defined]
+    channel.makeConnection(transport)
+    fields = HeaderMap()
+    for name, value in headers:
+        fields.addRawHeader(name, value)
+    request = HTTPRequest(channel, method, uri, clientproto, fields)
+    request.body = RequestBody(channel, len(body), False)
+    if body:
+        request.body._received(body)
+        request.body._completed(None)
+    request.testTransport = transport
+    channel.request = request
+    channel.state = 2  # waiting for the answer
+    return request

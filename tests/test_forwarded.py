@@ -5,17 +5,13 @@ Tests for the X-Forwarded-* handling at the entrypoint.
 from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.test.requesthelper import DummyChannel
-
-from relayd.entrypoints import RelaydRequest
+from relayd.proxy.server import HTTPRequest as RelaydRequest
+from tests.helpers import memoryRequest
 from relayd.proxy.forwarded import HOSTNAME, applyForwardedHeaders, forwardedPort, isManaged
 
 
 def request(headers: dict[str, list[str]]) -> RelaydRequest:
-    r = RelaydRequest(DummyChannel(), False)
-    for name, values in headers.items():
-        r.requestHeaders.setRawHeaders(name.encode(), [v.encode() for v in values])
-    return r
+    return memoryRequest(headers=[(name.encode(), v.encode()) for name, values in headers.items() for v in values])
 
 
 def header(r: RelaydRequest, name: str) -> list[str] | None:

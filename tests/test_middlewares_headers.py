@@ -11,20 +11,20 @@ from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web.test.requesthelper import DummyChannel
 
 from relayd.config.dynamic import decodeDynamic
 from relayd.config.errors import ConfigError
 from relayd.config.middlewares import Headers, HTTPMiddleware
 from relayd.config.schema import decode
-from relayd.entrypoints import EntryPointService, RelaydRequest, RequestContext
+from relayd.entrypoints import EntryPointService, RequestContext
+from relayd.proxy.server import HTTPRequest as RelaydRequest
 from relayd.middlewares import buildMiddleware
 from relayd.middlewares.headers import CustomHeaders, SecureHeaders, buildHeaders
 from relayd.proxy.responses import plainResponse
 from relayd.providers.base import ProviderUpdate
 from relayd.runtime.build import BuildError, ObjectInfo
 from relayd.watcher import Watcher
-from tests.helpers import Client, startBackend
+from tests.helpers import Client, memoryRequest, startBackend
 from tests.test_entrypoints import makeStatic, rawRequest
 
 
@@ -83,20 +83,12 @@ def makeRequest(
     host: str | None = "example.org",
     secure: bool = False,
 ) -> RelaydRequest:
-    channel = DummyChannel()
-    if secure:
-        channel.transport = DummyChannel.SSL()
-    request = RelaydRequest(channel, False)
-    request.testTransport = channel.transport  # the channel is dropped when the request finishes
-    request.method = method
-    request.uri = uri
-    request.path = uri.split(b"?")[0]
-    request.clientproto = b"HTTP/1.1"
-    request.defaultContentType = None
+    fields: list[tuple[bytes, bytes]] = []
     if host is not None:
-        request.requestHeaders.addRawHeader(b"host", host.encode())
+        fields.append((b"host", host.encode()))
     for name, value in headers or []:
-        request.requestHeaders.addRawHeader(name.encode(), value.encode())
+        fields.append((name.encode(), value.encode()))
+    request = memoryRequest(method, uri, fields, secure=secure)
     request.relayd = RequestContext(  # type: ignore[attr-defined]
         entryPoint="web",
         runtime=None,  # type: ignore[arg-type]
@@ -130,6 +122,10 @@ def response(request: Any) -> tuple[int, dict[str, list[str]], bytes]:
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers.setdefault(name.lower(), []).append(value.strip())
+    # Written by the server for every answer: not what these tests look at.
+    headers.pop("date", None)
+    if headers.get("content-length") == ["0"]:
+        del headers["content-length"]
     if headers.pop("transfer-encoding", None) == ["chunked"]:
         body = b""
         while rest:
@@ -149,7 +145,15 @@ def serve(handler: Any, **kwargs: Any) -> tuple[int, dict[str, list[str]], bytes
 
 
 def lower(expected: dict[str, list[str]]) -> dict[str, list[str]]:
-    return {name.lower(): values for name, values in expected.items()}
+    """
+    Expected headers as L{response} reports them (an empty body's
+    Content-Length, which the server writes anyway, left out).
+    """
+    return {
+        name.lower(): values
+        for name, values in expected.items()
+        if not (name.lower() == "content-length" and values == ["0"])
+    }
 
 
 # Tests
@@ -604,7 +608,7 @@ class CorsPreflightTests(SynchronousTestCase):
         request = makeRequest(method=b"OPTIONS", headers=PREFLIGHT_HEADERS, host="not-allowed.org")
         handler.handle(request)
         code, headers, _ = response(request)
-        self.assertEqual((code, headers), (200, {"content-length": ["0"], "access-control-allow-origin": ["*"]}))
+        self.assertEqual((code, headers), (200, {"access-control-allow-origin": ["*"]}))
         self.assertFalse(request.requestHeaders.hasHeader(b"x-a"))
         self.assertEqual(backend.seen, [])
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web.test.requesthelper import DummyChannel
 from zope.interface import implementer
 
 from relayd.config.dynamic import decodeDynamic
@@ -28,7 +27,8 @@ from relayd.config.middlewares import (
 )
 from relayd.config.schema import decode as decodeConfig
 from relayd.config.static import StaticConfig
-from relayd.entrypoints import EntryPointService, RelaydRequest, RequestContext
+from relayd.entrypoints import EntryPointService, RequestContext
+from relayd.proxy.server import HTTPRequest as RelaydRequest
 from relayd.interfaces import IHTTPHandler
 from relayd.middlewares import _resolve
 from relayd.middlewares.paths import (
@@ -49,7 +49,7 @@ from relayd.providers.base import ProviderUpdate
 from relayd.runtime.build import BuildError, ObjectInfo
 from relayd.runtime.routing import cleanPath, normalizePath
 from relayd.watcher import Watcher
-from tests.helpers import Client, startBackend
+from tests.helpers import Client, memoryRequest, startBackend
 
 
 def makeStatic(http: dict[str, Any] | None = None, forwardedHeaders: dict[str, Any] | None = None) -> StaticConfig:
@@ -82,16 +82,12 @@ def makeRequest(
     entrypoint disables sanitizePath; semicolons of the query turned into
     ampersands).
     """
-    channel = DummyChannel()
-    if secure:
-        channel.transport = DummyChannel.SSL()
-    request = RelaydRequest(channel, False)
-    request.testTransport = channel.transport  # the channel is let go of when the request finishes
-    request.method = method
-    request.uri = uri.encode("utf-8", "surrogateescape")
-    request.clientproto = b"HTTP/1.1"
-    for name, values in (headers or {}).items():
-        request.requestHeaders.setRawHeaders(name.encode(), [v.encode("utf-8", "surrogateescape") for v in values])
+    request = memoryRequest(
+        method,
+        uri.encode("utf-8", "surrogateescape"),
+        [(name.encode(), v.encode("utf-8", "surrogateescape")) for name, values in (headers or {}).items() for v in values],
+        secure=secure,
+    )
     if uri.startswith(("http://", "https://")):
         from urllib.parse import urlsplit
 

@@ -41,7 +41,7 @@ def isManaged(name: bytes | str) -> bool:
 
 
 def _first(headers: Any, name: bytes) -> bytes:
-    values = headers.getRawHeaders(name)
+    values = headers._fields.get(name)
     return values[0] if values else b""
 
 
@@ -50,6 +50,12 @@ def _tokens(values: Iterable[bytes]) -> list[str]:
 
 
 def forwardedPort(host: str, proto: bytes, secure: bool) -> str:
+    if ":" not in host:
+        return "443" if proto in (b"https", b"wss") or secure else "80"
+    if host.count(":") == 1 and "[" not in host:
+        port = host.partition(":")[2]
+        if port.isdigit():
+            return port
     try:
         port = splitHostPort(host)[1]
     except ValueError:
@@ -61,6 +67,9 @@ def forwardedPort(host: str, proto: bytes, secure: bool) -> str:
     return "80"
 
 
+_MANAGED_BYTES = frozenset(name.encode("ascii") for name in MANAGED)
+
+
 def applyForwardedHeaders(
     request: Any,
     trusted: bool,
@@ -69,32 +78,40 @@ def applyForwardedHeaders(
     allowedConnection: Iterable[str] = (),
 ) -> None:
     """
-    Rewrite C{request.requestHeaders} as Traefik's entrypoint does.
+    Rewrite C{request.requestHeaders} (a L{relayd.proxy.wire.HeaderMap}) as
+    Traefik's entrypoint does.
     """
     headers = request.requestHeaders
+    fields = headers._fields
     if not trusted:
-        for name, _ in list(headers.getAllRawHeaders()):
-            if isManaged(name):
-                headers.removeHeader(name)
+        for name in [n for n in fields if n.replace(b"_", b"-") in _MANAGED_BYTES]:
+            del fields[name]
     if clientIP and not _first(headers, b"x-real-ip"):
-        headers.setRawHeaders(b"x-real-ip", [clientIP.split("%")[0].encode()])
+        fields[b"x-real-ip"] = [clientIP.split("%")[0].encode()]
     secure = request.isSecure()
+    connectionValues = fields.get(b"connection")
     if not _first(headers, b"x-forwarded-proto"):
-        connection = {t.lower() for t in _tokens(headers.getRawHeaders(b"connection", []))}
-        upgrade = {t.lower() for t in _tokens(headers.getRawHeaders(b"upgrade", [])[:1])}
-        websocket = "upgrade" in connection and "websocket" in upgrade
+        websocket = False
+        if connectionValues is not None:
+            connection = {t.lower() for t in _tokens(connectionValues)}
+            upgrade = {t.lower() for t in _tokens(fields.get(b"upgrade", [])[:1])}
+            websocket = "upgrade" in connection and "websocket" in upgrade
         proto = (b"wss" if secure else b"ws") if websocket else (b"https" if secure else b"http")
-        headers.setRawHeaders(b"x-forwarded-proto", [proto])
+        fields[b"x-forwarded-proto"] = [proto]
     if not _first(headers, b"x-forwarded-port"):
         port = forwardedPort(host, _first(headers, b"x-forwarded-proto"), secure)
-        headers.setRawHeaders(b"x-forwarded-port", [port.encode()])
+        fields[b"x-forwarded-port"] = [port.encode()]
     if not _first(headers, b"x-forwarded-host") and host:
-        headers.setRawHeaders(b"x-forwarded-host", [host.encode("latin-1")])
-    forwardedFor = headers.getRawHeaders(b"x-forwarded-for")
-    if forwardedFor:
-        headers.setRawHeaders(b"x-forwarded-for", [b", ".join(forwardedFor)])
-    headers.setRawHeaders(b"x-forwarded-server", [HOSTNAME.encode()])
-    _removeConnectionHeaders(headers, {c.lower() for c in allowedConnection})
+        fields[b"x-forwarded-host"] = [host.encode("latin-1")]
+    forwardedFor = fields.get(b"x-forwarded-for")
+    if forwardedFor and len(forwardedFor) > 1:
+        fields[b"x-forwarded-for"] = [b", ".join(forwardedFor)]
+    fields[b"x-forwarded-server"] = [_HOSTNAME_BYTES]
+    if connectionValues is not None:
+        _removeConnectionHeaders(headers, {c.lower() for c in allowedConnection})
+
+
+_HOSTNAME_BYTES = HOSTNAME.encode()
 
 
 def _removeConnectionHeaders(headers: Any, allowed: set[str]) -> None:

@@ -1,206 +1,149 @@
 """
-Forwarding an HTTP request to an upstream server over HTTP/1.1 with a persistent
-connection pool, and relaying the answer back: hop-by-hop headers removed,
-X-Forwarded-* headers set, repeated headers kept in order, errors answered with
-502/504 and never a traceback.
+Forwarding a request to one server: the request head Traefik would send
+(hop-by-hop fields removed, Host per passHostHeader, X-Forwarded-For
+appended, the framing of the body), a pooled connection to relay it on, and
+the answers relayd gives when that fails (502 refused/reset/malformed, 504
+timeouts), logged with router, service and upstream.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
-from twisted.internet import defer, protocol
-from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
-from twisted.web.http import PotentialDataLoss
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import IBodyProducer
-from zope.interface import implementer
 
-from relayd.proxy.responses import badGateway
+from relayd.proxy.responses import plainResponse
+from relayd.proxy.upstream import HOP_BY_HOP, Target, UpstreamConnection, UpstreamError, UpstreamPool
+from relayd.proxy.wire import _CANONICAL, canonicalName
 
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
+__all__ = ["HOP_BY_HOP", "Forwarder", "requestHead"]
+
+# Fields the forwarder writes itself.
+_SKIP = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"content-length"}
+_EMPTY_BODY_LENGTH = frozenset({b"POST", b"PUT", b"PATCH"})
 
 
-def hopByHop(headers: Headers) -> set[bytes]:
+def requestHead(request: Any, target: Target, passHostHeader: bool) -> bytes:
     """
-    The hop-by-hop header names of a message: the fixed list and those its
-    Connection header names.
+    The head of the request to send to C{target}.
     """
-    names = set(HOP_BY_HOP)
-    for value in headers.getRawHeaders(b"connection", []):
-        for token in value.split(b","):
-            token = token.strip().lower()
-            if token:
-                names.add(token)
-    return names
-
-
-def copyHeaders(source: Headers, drop: set[bytes]) -> Headers:
-    result = Headers()
-    for name, values in source.getAllRawHeaders():
-        if name.lower() not in drop:
-            result.setRawHeaders(name, list(values))
-    return result
-
-
-@implementer(IBodyProducer)
-class _BytesProducer:
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self.length = len(data)
-
-    def startProducing(self, consumer: Any) -> defer.Deferred[None]:
-        consumer.write(self._data)
-        return defer.succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
-
-
-class _Relay(protocol.Protocol):
-    """
-    Writes an upstream response body to the client as it arrives.
-    """
-
-    def __init__(self, request: Any, done: defer.Deferred[None]) -> None:
-        self.request = request
-        self.done = done
-
-    def dataReceived(self, data: bytes) -> None:
-        if not self.request.finished and not getattr(self.request, "_disconnected", False):
-            self.request.write(data)
-
-    def connectionLost(self, reason: Failure = ConnectionDone()) -> None:
-        if reason.check(ResponseDone, PotentialDataLoss):
-            self.done.callback(None)
+    context = request.relayd
+    path = context.forwardPath
+    if path[:1] != "/" and path != "*":
+        path = "/" + path
+    uri = path.encode("utf-8", "surrogateescape")
+    if target.basePath:
+        uri = target.basePath + uri
+    if context.rawQuery:
+        uri += b"?" + context.rawQuery.encode("utf-8", "surrogateescape")
+    headers = request.requestHeaders
+    fields = headers._fields
+    host = None
+    if passHostHeader:
+        values = fields.get(b"host")
+        if values:
+            host = values[-1]
+    if host is None:
+        host = target.authority
+    out = [request.method, b" ", uri, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
+    append = out.append
+    for name, values in fields.items():
+        if name in _SKIP:
+            if name == b"te" and any(b"trailers" in v.lower() for v in values):
+                append(b"Te: trailers\r\n")
+            continue
+        canonical = _CANONICAL.get(name) or canonicalName(name)
+        for value in values:
+            append(canonical + b": " + value + b"\r\n")
+    client = context.clientIP
+    if client and not getattr(request, "relaydOmitXForwardedFor", False):
+        previous = fields.get(b"x-forwarded-for")
+        if previous:
+            append(b"X-Forwarded-For: " + b", ".join(previous) + b", " + client.encode("ascii") + b"\r\n")
         else:
-            self.done.errback(reason)
+            append(b"X-Forwarded-For: " + client.encode("ascii") + b"\r\n")
+    length = request.body.length
+    if length is None:
+        append(b"Transfer-Encoding: chunked\r\n")
+    elif length or fields.get(b"content-length") is not None or request.method in _EMPTY_BODY_LENGTH:
+        append(b"Content-Length: %d\r\n" % length)
+    append(b"\r\n")
+    return b"".join(out)
 
 
 class Forwarder:
     """
-    Sends requests upstream through one connection pool.
+    Sends requests upstream through one pool of connections.
     """
 
     _log = Logger()
 
-    def __init__(self, reactor: Any, pool: HTTPConnectionPool | None = None) -> None:
+    def __init__(self, reactor: Any, pool: UpstreamPool | None = None) -> None:
         self.reactor = reactor
-        self.pool = pool or HTTPConnectionPool(reactor, persistent=True)
-        self.agent = Agent(reactor, pool=self.pool)
+        self.pool = pool or UpstreamPool(reactor)
+        self.pool.onFailure = self._failed
 
-    def close(self) -> defer.Deferred[None]:
+    def close(self) -> Any:
         """
         Close the idle pooled connections.
         """
-        return self.pool.closeCachedConnections()
+        return self.pool.close()
 
-    def forward(self, request: Any, serverURL: str, passHostHeader: bool = True) -> defer.Deferred[None]:
+    def forward(self, request: Any, target: Target, passHostHeader: bool = True) -> None:
         """
-        Relay C{request} to the server at C{serverURL}; the Deferred fires when
-        the answer has been relayed (or an error answered).
+        Relay C{request} to C{target}; the answer (or an error answer) goes
+        to the client as it comes.
         """
-        context = request.relayd
-        target = urlsplit(serverURL)
-        path = context.forwardPath
-        if not path.startswith("/"):
-            path = "/" + path
-        basePath = target.path.rstrip("/")
-        uri = (basePath + path).encode("utf-8") if basePath else path.encode("utf-8")
-        if context.rawQuery:
-            uri += b"?" + context.rawQuery.encode("utf-8")
-        url = f"{target.scheme}://{target.netloc}".encode() + uri
-        headers = copyHeaders(request.requestHeaders, hopByHop(request.requestHeaders))
-        self._forwardedHeaders(request, headers)
-        host = request.getHeader(b"host")
-        if passHostHeader and host:
-            headers.setRawHeaders(b"host", [host])
+        head = requestHead(request, target, passHostHeader)
+        request.upstreamHead = head
+        connection = self.pool.acquire(target)
+        if connection is not None:
+            connection.start(request, head)
+            return
+        self._connect(request, target, head, retried=False)
+
+    def _connect(self, request: Any, target: Target, head: bytes, retried: bool) -> None:
+        d = self.pool.connect(target)
+        request.upstreamRetried = retried
+        d.addCallbacks(self._connected, self._connectFailed, callbackArgs=(request, head), errbackArgs=(request, target))
+
+    def _connected(self, connection: UpstreamConnection, request: Any, head: bytes) -> None:
+        if request.finished or request._disconnected:
+            self.pool.release(connection)
+            return
+        connection.start(request, head)
+
+    def _connectFailed(self, failure: Failure, request: Any, target: Target) -> None:
+        if request.finished or request._disconnected:
+            return
+        if failure.check(UpstreamError):
+            self._answer(request, target, failure.value)
         else:
-            headers.removeHeader(b"host")
-        request.content.seek(0)
-        data = request.content.read()
-        body = _BytesProducer(data) if data or request.getHeader(b"content-length") else None
-        d = self.agent.request(request.method, url, headers, body)
-        request.notifyFinish().addErrback(lambda _: d.cancel())
-        d.addCallback(self._relay, request)
-        d.addErrback(self._failed, request, serverURL)
-        return d
+            self._answer(request, target, UpstreamError(502, failure.getErrorMessage()))
 
-    def _forwardedHeaders(self, request: Any, headers: Headers) -> None:
-        """
-        Append the client address to X-Forwarded-For (the other X-Forwarded-*
-        headers were settled at the entrypoint), unless a middleware asked
-        for none.
-        """
-        client = request.relayd.clientIP
-        if not client or getattr(request, "relaydOmitXForwardedFor", False):
+    def _failed(self, request: Any, target: Target, failure: UpstreamError, retry: bool) -> None:
+        if request.finished or request._disconnected:
             return
-        previous = headers.getRawHeaders(b"x-forwarded-for")
-        value = ", ".join([v.decode("latin-1") for v in previous or []] + [client])
-        headers.setRawHeaders(b"x-forwarded-for", [value.encode("latin-1")])
-
-    def _relay(self, response: Any, request: Any) -> defer.Deferred[None] | None:
-        if request.finished or getattr(request, "_disconnected", False):
-            response.deliverBody(protocol.Protocol())
-            return None
-        request.setResponseCode(response.code, response.phrase)
-        drop = hopByHop(response.headers)
-        for name, values in response.headers.getAllRawHeaders():
-            if name.lower() not in drop:
-                request.responseHeaders.setRawHeaders(name, list(values))
-        if response.length is not None and response.length is not _UNKNOWN and request.method != b"HEAD":
-            request.responseHeaders.setRawHeaders(b"content-length", [str(response.length).encode()])
-        done: defer.Deferred[None] = defer.Deferred()
-        response.deliverBody(_Relay(request, done))
-
-        def finish(_: object) -> None:
-            if not request.finished and not getattr(request, "_disconnected", False):
-                request.finish()
-
-        def broken(failure: Failure) -> None:
-            self._log.warn(
-                "upstream response body broke off: {error}", error=failure.getErrorMessage()
-            )
-            if not request.finished and request.channel is not None:
-                request.channel.loseConnection()
-
-        done.addCallbacks(finish, broken)
-        return done
-
-    def _failed(self, failure: Failure, request: Any, serverURL: str) -> None:
-        if failure.check(defer.CancelledError):
+        if retry and not getattr(request, "upstreamRetried", False):
+            # A reused connection was found closed before any answer, and the
+            # request can be sent again: once, on a new connection.
+            self._connect(request, target, request.upstreamHead, retried=True)
             return
+        self._answer(request, target, failure)
+
+    def _answer(self, request: Any, target: Target, failure: UpstreamError) -> None:
         context = request.relayd
         self._log.warn(
-            "502 Bad Gateway: {error} (router={router}, service={service}, upstream={upstream})",
-            error=failure.getErrorMessage(),
-            router=context.router,
-            service=context.service,
-            upstream=serverURL,
+            "{code} {phrase}: {error} (router={router}, service={service}, upstream={upstream})",
+            code=failure.code,
+            phrase="Gateway Timeout" if failure.code == 504 else "Bad Gateway",
+            error=failure.message,
+            router=getattr(context, "router", ""),
+            service=getattr(context, "service", ""),
+            upstream=target.url,
         )
-        badGateway(request)
-
-
-from twisted.web.iweb import UNKNOWN_LENGTH as _UNKNOWN  # noqa: E402
+        if request.startedWriting:
+            request.abort()
+        else:
+            plainResponse(request, failure.code)

@@ -113,6 +113,7 @@ class BuildContext:
     services: dict[str, ObjectInfo] = attrs.field(factory=dict)
     middlewares: dict[str, ObjectInfo] = attrs.field(factory=dict)
     shared: dict[str, Any] = attrs.field(factory=dict)
+    serversTransports: Mapping[str, Any] = attrs.field(factory=dict)
 
     def serviceHandler(self, name: str, referrer: ObjectInfo, chain: tuple[str, ...] = ()) -> Any:
         """
@@ -207,6 +208,7 @@ def build(
         previous=previous,
         internal=internal or {},
         shared=shared if shared is not None else {},
+        serversTransports=config.http.serversTransports,
     )
     http = config.http
     for name, service in http.services.items():

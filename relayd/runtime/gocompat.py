@@ -715,6 +715,14 @@ def canonicalRequestHost(hostHeader: str) -> str:
     lower-cased as Go's C{strings.ToLower(strings.TrimSpace(host))} does.
     """
     host = hostHeader
+    if host.isascii():
+        colons = host.count(":")
+        if colons == 0:
+            return host.strip(" \t\n\v\f\r").lower()
+        if colons == 1 and "[" not in host and "]" not in host:
+            name, _, port = host.partition(":")
+            if port.isdigit() or not port:
+                return name.strip(" \t\n\v\f\r").lower()
     if ":" in host:
         try:
             host = splitHostPort(host)[0]
@@ -736,6 +744,8 @@ def routingPath(escapedPath: str) -> str:
     UTF-8 with surrogateescape.  ValueError is raised for a truncated or non-hexadecimal
     escape (the caller answers 400).
     """
+    if "%" not in escapedPath:
+        return escapedPath
     out = bytearray()
     index = 0
     while index < len(escapedPath):

@@ -5,6 +5,8 @@ pick: the first route (by priority, then name) whose rule matches.
 
 from __future__ import annotations
 
+import re
+
 from typing import Any, Callable, Sequence
 
 import attrs
@@ -93,6 +95,9 @@ _PATH_SAFE = _UNRESERVED | frozenset("$&+,/:;=@")
 _VALID_ENCODED = _PATH_SAFE | frozenset("!'()*[]%")
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def normalizePath(rawPath: str) -> str:
     """
     The escaped path Traefik routes and forwards: percent-escapes of
@@ -110,8 +115,10 @@ def normalizePath(rawPath: str) -> str:
     """
     if "#" in rawPath:
         raise BadRequestPath("fragment in the request path")
-    if any(c < " " or c == "\x7f" for c in rawPath):
+    if _CONTROL.search(rawPath):
         raise BadRequestPath("invalid control character in the request path")
+    if "%" not in rawPath and _VALID_ENCODED.issuperset(rawPath):
+        return rawPath
     out: list[str] = []
     i = 0
     n = len(rawPath)
@@ -158,6 +165,8 @@ def cleanPath(path: str) -> str:
     """
     if path in ("", "/"):
         return "/"
+    if "//" not in path and "/." not in path and path[:1] == "/":
+        return path
     parts: list[str] = []
     for segment in path.split("/"):
         if segment in ("", "."):

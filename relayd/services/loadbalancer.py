@@ -13,7 +13,9 @@ from zope.interface import implementer
 from relayd.interfaces import IHTTPHandler
 from relayd.proxy.http import Forwarder
 from relayd.proxy.responses import serviceUnavailable
-from relayd.runtime.build import BuildContext, ObjectInfo
+from relayd.proxy.transport import TransportError, tlsCreator, transportSettings
+from relayd.proxy.upstream import Target
+from relayd.runtime.build import BuildContext, BuildError, ObjectInfo
 from relayd.services.health import HealthRegistry
 from relayd.services.sticky import Sticky
 
@@ -112,10 +114,12 @@ class LoadBalancerHandler(_Balanced):
         forwarder: Forwarder,
         passHostHeader: bool,
         sticky: Sticky[str] | None = None,
+        targets: dict[str, Target] | None = None,
     ) -> None:
         super().__init__(name, servers, sticky)
         self.forwarder = forwarder
         self.passHostHeader = passHostHeader
+        self.targets = targets if targets is not None else {url: Target.fromURL(url) for url, _ in servers}
 
     def handle(self, request: Any) -> Any:
         server = self.choose(request)
@@ -123,9 +127,11 @@ class LoadBalancerHandler(_Balanced):
             self._log.warn("503: no server available (service={service})", service=self.name)
             serviceUnavailable(request)
             return None
-        request.relayd.service = self.name
-        request.relayd.upstream = server
-        return self.forwarder.forward(request, server, self.passHostHeader)
+        context = request.relayd
+        context.service = self.name
+        context.upstream = server
+        self.forwarder.forward(request, self.targets[server], self.passHostHeader)
+        return None
 
 
 def buildLoadBalancer(context: BuildContext, info: ObjectInfo, chain: tuple[str, ...]) -> Any:
@@ -138,7 +144,17 @@ def buildLoadBalancer(context: BuildContext, info: ObjectInfo, chain: tuple[str,
         servers.append((server.url, weight))
         info.serverStatus[server.url] = "UP"
     sticky = _sticky(lb.sticky, info.name, {url: url for url, _ in servers})
-    handler = LoadBalancerHandler(info.name, servers, _forwarder(context), lb.passHostHeader, sticky)
+    try:
+        settings = transportSettings(lb.serversTransport, context.static, context.serversTransports)
+        targets = {}
+        for url, _ in servers:
+            target = Target.fromURL(url, settings, float(lb.responseForwarding.flushInterval))
+            if target.scheme == "https":
+                target.tlsCreator = tlsCreator(settings, target.host)
+            targets[url] = target
+    except (TransportError, ValueError) as e:
+        raise BuildError(str(e)) from None
+    handler = LoadBalancerHandler(info.name, servers, _forwarder(context), lb.passHostHeader, sticky, targets)
     if lb.healthCheck is not None and servers:
         registry = context.shared.get("health")
         if registry is None:
