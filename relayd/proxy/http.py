@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 
 from relayd.proxy.responses import plainResponse
 from relayd.proxy.upstream import HOP_BY_HOP, Target, UpstreamConnection, UpstreamError, UpstreamPool
-from relayd.proxy.wire import _CANONICAL, canonicalName
+from relayd.proxy.wire import _PREFIX, fieldPrefix
 
 __all__ = ["HOP_BY_HOP", "Forwarder", "requestHead"]
 
@@ -53,9 +53,9 @@ def requestHead(request: Any, target: Target, passHostHeader: bool) -> bytes:
             if name == b"te" and any(b"trailers" in v.lower() for v in values):
                 append(b"Te: trailers\r\n")
             continue
-        canonical = _CANONICAL.get(name) or canonicalName(name)
+        prefix = _PREFIX.get(name) or fieldPrefix(name)
         for value in values:
-            append(canonical + b": " + value + b"\r\n")
+            append(prefix + value + b"\r\n")
     client = context.clientIP
     if client and not getattr(request, "relaydOmitXForwardedFor", False):
         previous = fields.get(b"x-forwarded-for")

@@ -381,10 +381,13 @@ class HTTPRequest:
                 headers.removeHeader(b"content-length")
             headers.removeHeader(b"transfer-encoding")
         else:
-            headers.removeHeader(b"transfer-encoding")
-            length = headers.get(b"content-length")
+            fields = headers._fields
+            if b"transfer-encoding" in fields:
+                del fields[b"transfer-encoding"]
+            lengths = fields.get(b"content-length")
             framing = _CLOSE
-            if length is not None:
+            if lengths is not None:
+                length = lengths[0]
                 if length.isdigit():
                     framing = _LENGTH
                     self._remaining = int(length)
@@ -407,8 +410,9 @@ class HTTPRequest:
                 headers.setRawHeaders(b"connection", [b"close"])
         elif self.clientproto == b"HTTP/1.0":
             headers.setRawHeaders(b"connection", [b"keep-alive"])
-        if b"date" not in headers._fields:
-            headers._fields[b"date"] = [httpDate()]
+        fields = headers._fields
+        if b"date" not in fields:
+            fields[b"date"] = [httpDate()]
         headers.serialize(out)
         out.append(b"\r\n")
         if data:
@@ -626,16 +630,17 @@ class HTTPChannel(protocol.Protocol):
             self._reject(e.code, e.message)
             return False
         headers = head.headers
+        fields = headers._fields
         version = head.version
-        connection = headers.get(b"connection")
+        connection = fields.get(b"connection")
         if version == b"HTTP/1.1":
-            keepAlive = connection is None or b"close" not in tokens(headers.getRawHeaders(b"connection"))
+            keepAlive = connection is None or b"close" not in tokens(connection)
         else:
-            keepAlive = connection is not None and b"keep-alive" in tokens(headers.getRawHeaders(b"connection"))
-        expect = headers.get(b"expect")
+            keepAlive = connection is not None and b"keep-alive" in tokens(connection)
+        expect = fields.get(b"expect")
         expectContinue = False
         if expect is not None and version == b"HTTP/1.1":
-            if expect.lower() != b"100-continue":
+            if expect[0].lower() != b"100-continue":
                 self._reject(417, "unsupported expectation")
                 return False
             expectContinue = True
@@ -644,7 +649,6 @@ class HTTPChannel(protocol.Protocol):
         request.body = RequestBody(self, length, expectContinue)
         self.requests += 1
         self.request = request
-        now = 0.0
         if length == 0:
             self.state = _WAIT
             self.readDeadline = 0.0
@@ -653,8 +657,7 @@ class HTTPChannel(protocol.Protocol):
             self._remaining = length or 0
             self._decoder = None if length is not None else ChunkedDecoder(self._bodyData, self._bodyEnd, 400)
         if self.settings.writeTimeout:
-            now = self.clock.seconds()
-            self.writeDeadline = now + self.settings.writeTimeout
+            self.writeDeadline = self.clock.seconds() + self.settings.writeTimeout
         try:
             self.site.handle(request)
         except Exception:

@@ -59,6 +59,7 @@ _MAX_RESPONSE_HEAD = 1 << 20
 # Go's http.Transport.ExpectContinueTimeout as Traefik sets it.
 EXPECT_CONTINUE_TIMEOUT = 1.0
 _COALESCE = 16 * 1024
+_READ_SIZE = 256 * 1024
 
 
 @attrs.frozen
@@ -179,6 +180,8 @@ class UpstreamConnection(protocol.Protocol):
     def connectionMade(self) -> None:
         self.sock = socketOf(self.transport)
         if self.sock is not None:
+            # Large bodies arrive in fewer, larger reads.
+            self.transport.bufferSize = _READ_SIZE
             try:
                 self.transport.setTcpNoDelay(True)
             except Exception:
@@ -331,11 +334,12 @@ class UpstreamConnection(protocol.Protocol):
             self._headerTimer = None
         request = self.request
         headers = head.headers
+        fields = headers._fields
         code = head.code
-        connection = headers.get(b"connection")
-        if connection is not None and b"close" in tokens(headers.getRawHeaders(b"connection")):
+        connection = fields.get(b"connection")
+        if connection is not None and b"close" in tokens(connection):
             self._reusable = False
-        elif head.version == b"HTTP/1.0" and (connection is None or b"keep-alive" not in tokens(headers.getRawHeaders(b"connection"))):
+        elif head.version == b"HTTP/1.0" and (connection is None or b"keep-alive" not in tokens(connection)):
             self._reusable = False
         if not self._bodyDone:
             # The server answered before reading the whole body (or before
@@ -355,12 +359,13 @@ class UpstreamConnection(protocol.Protocol):
                 return
             if length is None:
                 mode = _CHUNKED
-            elif headers.get(b"content-length") is None:
+            elif b"content-length" not in fields:
                 mode = _UNTIL_CLOSE
                 self._reusable = False
             else:
                 mode = _LENGTH if length else _DONE
-        trailerNames = headers.getRawHeaders(b"trailer")
+        trailerNames = fields.get(b"trailer")
+        contentType = fields.get(b"content-type")
         out = _strip(headers)
         if trailerNames and request.clientproto == b"HTTP/1.1":
             out.setRawHeaders(b"trailer", trailerNames)
@@ -370,7 +375,7 @@ class UpstreamConnection(protocol.Protocol):
         self._coalesce = (
             mode == _LENGTH
             and interval > 0
-            and not (headers.get(b"content-type") or b"").lower().startswith(b"text/event-stream")
+            and not (contentType is not None and contentType[0].lower().startswith(b"text/event-stream"))
         )
         self._mode = mode
         if mode == _DONE:
@@ -544,19 +549,16 @@ class UpstreamConnection(protocol.Protocol):
 def _strip(headers: HeaderMap) -> HeaderMap:
     """
     A response's end-to-end fields: the hop-by-hop ones and those named in
-    Connection removed.
+    Connection removed (in place: the parsed head is relayd's own).
     """
     fields = headers._fields
-    drop = None
     connection = fields.get(b"connection")
+    for name in HOP_BY_HOP.intersection(fields):
+        del fields[name]
     if connection is not None:
-        drop = tokens(connection)
-    out: dict[bytes, list[bytes]] = {}
-    for name, values in fields.items():
-        if name in HOP_BY_HOP or (drop is not None and name in drop):
-            continue
-        out[name] = values
-    return HeaderMap(out)
+        for name in tokens(connection):
+            fields.pop(name, None)
+    return headers
 
 
 def _ctx(request: Any, name: str) -> str:

@@ -61,6 +61,21 @@ def canonicalName(lower: bytes) -> bytes:
     return name
 
 
+_PREFIX: dict[bytes, bytes] = {}
+
+
+def fieldPrefix(lower: bytes) -> bytes:
+    """
+    C{b"Canonical-Name: "} for a lower-case field name (cached).
+    """
+    prefix = _PREFIX.get(lower)
+    if prefix is None:
+        prefix = canonicalName(lower) + b": "
+        if len(_PREFIX) < 4096:
+            _PREFIX[lower] = prefix
+    return prefix
+
+
 def _lower(name: bytes | str) -> bytes:
     if isinstance(name, str):
         name = name.encode("latin-1")
@@ -145,14 +160,16 @@ class HeaderMap:
         """
         Append the field lines to C{out}.
         """
+        prefixes = _PREFIX
         for name, values in self._fields.items():
-            canonical = _CANONICAL.get(name) or canonicalName(name)
+            prefix = prefixes.get(name) or fieldPrefix(name)
             for value in values:
-                out.append(canonical + b": " + value + b"\r\n")
+                out.append(prefix + value + b"\r\n")
 
 
 _BAD_FIELD_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _FIELD_NAMES = re.compile(rb"[!#$%&'*+.^_`|~0-9a-z-]+")
+_NO_COLON = re.compile(rb"(?m)^[^:\n]*\n")
 
 
 def parseFields(block: bytes, bad: int) -> HeaderMap:
@@ -162,20 +179,21 @@ def parseFields(block: bytes, bad: int) -> HeaderMap:
     @raise WireError: with status C{bad} if any line is malformed (obsolete
         line folding, whitespace in or before the name, control characters).
     """
-    if _BAD_FIELD_BYTES.search(block) or block.count(b"\r") != block.count(b"\r\n"):
+    if (
+        _BAD_FIELD_BYTES.search(block)
+        or block.count(b"\r") != block.count(b"\r\n")
+        or _NO_COLON.search(block)
+    ):
         raise WireError(bad, "malformed header field")
-    fields: dict[bytes, list[bytes]] = {}
-    for line in block.split(b"\n")[:-1]:
-        name, sep, value = line.partition(b":")
-        if not sep:
-            raise WireError(bad, "malformed header field")
-        key = name.lower()
-        value = value.strip(b" \t\r")
-        values = fields.get(key)
-        if values is None:
-            fields[key] = [value]
-        else:
-            values.append(value)
+    lines = block.split(b"\n")
+    lines.pop()
+    parts = [line.partition(b":") for line in lines]
+    fields = {name.lower(): [value.strip(b" \t\r")] for name, _, value in parts}
+    if len(fields) != len(parts):
+        # Repeated fields: keep every value, in order.
+        fields = {}
+        for name, _, value in parts:
+            fields.setdefault(name.lower(), []).append(value.strip(b" \t\r"))
     # Every name is validated at once: a token, so no whitespace, no empty name.
     if fields and (b"" in fields or not _FIELD_NAMES.fullmatch(b"-".join(fields))):
         raise WireError(bad, "malformed header field name")
@@ -186,6 +204,9 @@ def tokens(values: Iterable[bytes] | None) -> set[bytes]:
     """
     The lower-case comma-separated tokens of a list-valued field.
     """
+    if values is not None and len(values) == 1 and b"," not in values[0]:
+        token = values[0].strip().lower()
+        return {token} if token else set()
     found: set[bytes] = set()
     for value in values or ():
         for token in value.split(b","):
@@ -307,8 +328,14 @@ def bodyLength(headers: HeaderMap, bad: int) -> int | None:
     @raise WireError: for conflicting or malformed framing (C{bad}), or an
         unsupported transfer coding (501 for requests).
     """
-    encodings = headers.get(b"transfer-encoding")
-    lengths = headers.getRawHeaders(b"content-length")
+    fields = headers._fields
+    encodings = fields.get(b"transfer-encoding")
+    lengths = fields.get(b"content-length")
+    if encodings is None:
+        if lengths is None:
+            return 0
+        if len(lengths) == 1 and lengths[0].isdigit() and len(lengths[0]) <= 18:
+            return int(lengths[0])
     if encodings is not None:
         codings = [t.strip().lower() for v in headers.getRawHeaders(b"transfer-encoding") for t in v.split(b",") if t.strip()]
         if codings != [b"chunked"]:
