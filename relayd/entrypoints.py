@@ -190,7 +190,7 @@ class EntryPointService(service.Service):
 
     _log = Logger()
 
-    def __init__(self, name: str, config: EntryPoint, reactor: Any, runtime: Runtime) -> None:
+    def __init__(self, name: str, config: EntryPoint, reactor: Any, runtime: Runtime, reusePort: bool = False) -> None:
         self.setName(f"entrypoint:{name}")
         self.entryPointName = name
         self.config = config
@@ -199,6 +199,7 @@ class EntryPointService(service.Service):
         self.address: Address = config.parsedAddress
         self.port = self.address.port
         self.listeningPort: Any = None
+        self.reusePort = reusePort or config.reusePort
         trusted = config.forwardedHeaders.trustedIPs
         self._trustAll = config.forwardedHeaders.insecure
         self._trusted = IPChecker.fromStrings(trusted) if trusted else None
@@ -222,12 +223,35 @@ class EntryPointService(service.Service):
         if address.protocol == "udp":
             port = self.reactor.listenUDP(address.port, _UDPDiscard(), interface=_resolve(address.host) or "::")
             return defer.succeed(port)
+        if self.reusePort and not address.endpoint:
+            return defer.maybeDeferred(self._listenReusingPort)
         description = address.twistedDescription()
         if address.host and not address.endpoint:
             ip = _resolve(address.host)
             description = Address(protocol="tcp", host=ip, port=address.port).twistedDescription()
         endpoint = serverFromString(self.reactor, description)
         return endpoint.listen(self.site)
+
+    def _listenReusingPort(self) -> Any:
+        """
+        Listen with SO_REUSEPORT, so that several relayd workers (or other
+        processes) share the address and the kernel spreads connections.
+        """
+        address = self.address
+        host = _resolve(address.host) if address.host else "::"
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6 and not address.host:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind((host, address.port))
+            sock.listen(4096)
+            sock.setblocking(False)
+            return self.reactor.adoptStreamPort(sock.fileno(), family, self.site)
+        finally:
+            sock.close()
 
     def startService(self) -> None:
         super().startService()

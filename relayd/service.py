@@ -22,6 +22,7 @@ from relayd.providers.file import FileProvider
 from relayd.providers.internal import internalConfig
 from relayd.runtime.build import Runtime
 from relayd.watcher import Watcher
+from relayd.workers import WorkerSupervisor, watchSupervisor, workerIndex
 
 
 class RelaydService(service.MultiService):
@@ -49,11 +50,17 @@ class RelaydService(service.MultiService):
                     provider=name,
                 )
         self.entryPoints: dict[str, EntryPointService] = {}
+        self.workerIndex = workerIndex()
+        workers = self.static.workers
         for name, config in self.static.entryPoints.items():
-            ep = EntryPointService(name, config, reactor, self.watcher.runtime)
+            ep = EntryPointService(name, config, reactor, self.watcher.runtime, reusePort=workers > 1)
             ep.setServiceParent(self)
             self.entryPoints[name] = ep
         self.watcher.addListener(self._swap)
+        if workers > 1 and self.workerIndex == 0:
+            grace = max((float(ep.transport.lifeCycle.requestAcceptGraceTimeout) + float(ep.transport.lifeCycle.graceTimeOut)
+                         for ep in self.static.entryPoints.values()), default=10.0)
+            WorkerSupervisor(workers, reactor, grace).setServiceParent(self)
 
     def _addProvider(self, provider: service.Service) -> None:
         provider.setServiceParent(self)
@@ -76,10 +83,21 @@ class RelaydService(service.MultiService):
             source=source.path if source.path else {"default": "the embedded default"}.get(source.kind, source.kind),
             relayd_always=True,
         )
+        if self.static.workers > 1:
+            self._log.info(
+                "worker {index} of {count} (pid {pid})",
+                index=self.workerIndex,
+                count=self.static.workers,
+                pid=os.getpid(),
+                relayd_always=True,
+            )
         super().startService()
+        self._parentWatch = watchSupervisor(self.reactor) if self.workerIndex else None
 
     def stopService(self) -> Any:
         self.state["terminating"] = True
+        if getattr(self, "_parentWatch", None) is not None and self._parentWatch.running:
+            self._parentWatch.stop()
         # SIGTERM is relayd's normal stop: exit 0 (twistd would otherwise
         # re-raise the signal and report 143).
         if getattr(self.reactor, "_exitSignal", None) == signal.SIGTERM:

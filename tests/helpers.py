@@ -50,8 +50,13 @@ class EchoResource(resource.Resource):
         super().__init__()
         self.name = name
         self.requests: list[dict[str, Any]] = []
+        # Paths answered 500 (to fail health checks).
+        self.failPaths: set[str] = set()
 
     def render(self, request: server.Request) -> bytes:
+        if request.path.decode("latin-1") in self.failPaths:
+            request.setResponseCode(500)
+            return b"failing on purpose"
         content = request.content.read()
         seen = {
             "backend": self.name,

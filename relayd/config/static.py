@@ -29,6 +29,11 @@ def _nonNegative(value: float) -> None:
         raise ValueError(f"must not be negative, got {value}")
 
 
+def _workers(value: int) -> None:
+    if not 1 <= value <= 64:
+        raise ValueError(f"must be between 1 and 64, got {value}")
+
+
 def _port(value: int) -> None:
     if not 0 < value <= 65535:
         raise ValueError(f"must be a port number from 1 to 65535, got {value}")
@@ -608,6 +613,8 @@ class StaticConfig:
     metrics: Metrics | None = None
     certificatesResolvers: FrozenMap[str, CertificateResolver] = field(factory=FrozenMap)
     core: Core = field(factory=Core)
+    # relayd's own: worker processes sharing every entrypoint (SO_REUSEPORT).
+    workers: int = field(1, check=_workers)
 
     def _validate(self):
         defined = ", ".join(self.entryPoints) or "none"
