@@ -44,6 +44,7 @@ MIDDLEWARE_BUILDERS: dict[str, MiddlewareBuilder | str] = {
     "redirectScheme": "relayd.middlewares.redirect:buildRedirectScheme",
     "redirectRegex": "relayd.middlewares.redirect:buildRedirectRegex",
     "headers": "relayd.middlewares.headers:buildHeaders",
+    "buffering": "relayd.middlewares.buffering:buildBuffering",
 }
 
 
