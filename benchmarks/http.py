@@ -435,6 +435,16 @@ def wrk_version():
     return found.group(1) if found else None
 
 
+def shared_core(cpus, cpu, proxy_pct):
+    """A sentence when the proxy's pinned CPU was clearly busier than the
+    proxy itself, i.e. something else ran there during the measurement."""
+    busy = (cpus or {}).get("cpu%s" % cpu, {}).get("busy_pct")
+    if cpu is None or busy is None or proxy_pct is None or busy - proxy_pct < 15:
+        return None
+    return "CPU %s was %.0f%% busy while the proxy used %.0f%%: other work shared its core" % (
+        cpu, busy, proxy_pct)
+
+
 def fmt(value, spec="%.0f"):
     return "-" if value is None else spec % value
 
@@ -694,7 +704,7 @@ def standalone(args):
             "config": {"duration_s": args.duration, "warmup_s": args.warmup,
                        "connections": args.connections, "threads": args.threads,
                        "wrk_timeout_s": args.wrk_timeout, "repeat": args.repeat,
-                       "bodies": args.bodies, "pinning": pin_text,
+                       "bodies": args.bodies, "pinning": pin_text, "relayd_cpu": cpu_relayd,
                        "non_2xx_counted": not args.wrk_status_errors},
         })
         for label in args.bodies:
@@ -771,6 +781,10 @@ def standalone_markdown(report):
             fmt(row.get("relayd_rss_kib") and row["relayd_rss_kib"] / 1024.0, "%.1f"),
             "/".join("%.0f" % u["busy_pct"] for u in cpus.values()),
             fmt(max([u["steal_pct"] for u in cpus.values()] or [0]), "%.1f")))
+    noisy = ["%s: %s" % (row["body"], note) for row in report["rows"] if row["target"] == "relayd"
+             for note in [shared_core(row["cpus"], c.get("relayd_cpu"), row.get("relayd_cpu_pct"))] if note]
+    if noisy:
+        lines += ["", "**Noisy:** " + "; ".join(noisy) + "."]
     lines += [
         "",
         "\"vs direct\" divides by the origin measured without relayd: the most that wrk and "
@@ -935,6 +949,16 @@ def peers_summary(data, bodies, relayd_facts):
             fmt(cad.get("proxy_cpu_us_per_req"), "%.0f"),
             fmt(ratio(rel.get("rps"), ceiling), "%.2f"), fmt(errors, "%d"),
             fmt(rel.get("origin_conns_opened"), "%d")))
+    proxy_cpu = (conf.get("pinning") or {}).get("proxy_cpu")
+    noisy = []
+    for name in ("relayd", "caddy"):
+        for label in bodies:
+            got = cell(data, name, label) or {}
+            note = shared_core(got.get("cpus"), proxy_cpu, got.get("proxy_cpu_pct"))
+            if note:
+                noisy.append("%s %s: %s" % (name, label, note))
+    if noisy:
+        lines += ["", "**Noisy:** " + "; ".join(noisy) + "."]
     failed = data.get("http", {}).get("relayd", {})
     if "error" in failed:
         lines += ["", "relayd failed: %s" % failed["error"]]
@@ -957,7 +981,7 @@ def peers_summary(data, bodies, relayd_facts):
               "same single core. p99 relayd/caddy above 1: relayd's tail latency is that many times "
               "caddy's. CPU µs/req is each proxy's own CPU time per request; \"upstream conns "
               "opened\" counts the TCP connections the origin accepted during relayd's measured "
-              "run (about 50 means relayd reuses keep-alive connections)."]
+              "run (far fewer than its requests: relayd reuses keep-alive connections)."]
     return "\n".join(lines) + "\n"
 
 
