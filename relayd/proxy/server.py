@@ -736,8 +736,10 @@ class HTTPChannel(protocol.Protocol):
             self._closeAfterResponse(request)
             return
         self.state = _HEAD
-        self.resume("pipeline")
-        self.resume("body")
+        if self._paused:
+            # Whatever paused reading belonged to the request just answered.
+            self._paused.clear()
+            self.transport.resumeProducing()
         if self.settings.idleTimeout:
             self.readDeadline = self.clock.seconds() + self.settings.idleTimeout
         if self._buffer:

@@ -109,7 +109,21 @@ def _isIP(host: str) -> bool:
         return False
 
 
-_creators: dict[tuple[TransportSettings, str], Any] = {}
+_creators: dict[tuple[Any, ...], Any] = {}
+
+
+def _stamps(settings: TransportSettings) -> tuple[tuple[str, float, int], ...]:
+    paths = [v for v in settings.rootCAs if "-----BEGIN" not in v]
+    for certFile, keyFile in settings.certificates:
+        paths += [p for p in (certFile, keyFile) if "-----BEGIN" not in p]
+    stamps = []
+    for path in paths:
+        try:
+            info = os.stat(os.path.expanduser(path))
+            stamps.append((path, info.st_mtime, info.st_size))
+        except OSError:
+            stamps.append((path, 0.0, -1))
+    return tuple(stamps)
 
 
 def tlsCreator(settings: TransportSettings, host: str) -> Any:
@@ -120,7 +134,8 @@ def tlsCreator(settings: TransportSettings, host: str) -> Any:
     @raise TransportError: for unreadable or invalid CA files or certificates.
     """
     serverName = settings.serverName or host
-    key = (settings, serverName)
+    # Files changed on disk are read again (a reload picks up a renewed CA).
+    key = (settings, serverName, _stamps(settings))
     creator = _creators.get(key)
     if creator is not None:
         return creator
@@ -146,7 +161,8 @@ def tlsCreator(settings: TransportSettings, host: str) -> Any:
                 try:
                     certificates.append(ssl.Certificate.loadPEM(data))
                 except Exception as e:
-                    raise TransportError(f"invalid root CA {value[:60]!r}: {e}") from None
+                    shown = value if "-----BEGIN" not in value else "(inline PEM) " + value[:40]
+                    raise TransportError(f"invalid root CA {shown!r}: {e}") from None
             trustRoot = ssl.trustRootFromCertificates(certificates)
         creator = ssl.optionsForClientTLS(serverName, trustRoot=trustRoot, clientCertificate=clientCertificate)
     if len(_creators) > 256:
