@@ -267,6 +267,14 @@ def cpu_usage(before, after):
     return usage
 
 
+def session_rss_kib(sid):
+    """VmRSS summed over the live processes of session `sid` (relayd and any
+    workers; shared pages are counted once per process)."""
+    sizes = [rss_kib(pid) for pid in session_members(sid)]
+    sizes = [size for size in sizes if size is not None]
+    return (sum(sizes), len(sizes)) if sizes else (None, 0)
+
+
 def rss_kib(pid):
     try:
         with open("/proc/%d/status" % pid) as f:
@@ -642,6 +650,7 @@ def measure(args, kids, lua, port, label, cpu_load, relayd=None):
             run["relayd_cpu_pct"] = 100.0 * used / wall
             run["relayd_cpu_us_per_req"] = 1e6 * used / w["requests"] if w["requests"] else None
             run["relayd_rss_kib"] = rss_kib(relayd.pid)
+            run["relayd_rss_total_kib"], run["relayd_processes"] = session_rss_kib(relayd.pid)
             if relayd.poll() is not None:
                 raise RuntimeError("relayd exited during the run (status %s)" % relayd.returncode)
         runs.append(run)
@@ -649,6 +658,16 @@ def measure(args, kids, lua, port, label, cpu_load, relayd=None):
     if len(runs) > 1:
         chosen["rps_all"] = [r["rps"] for r in runs]
     return chosen
+
+
+def target_env(args):
+    """Variables for relayd-target.sh."""
+    env = {}
+    if args.python:
+        env["PYTHON"] = args.python
+    if args.workers:
+        env["BENCH_WORKERS"] = str(args.workers)
+    return env
 
 
 # ---------------------------------------------------------------------------
@@ -682,15 +701,15 @@ def standalone(args):
 
         relayd_port = free_port()
         relayd_log = os.path.join(work, "relayd.log")
-        env = {"RELAYD_BENCH_DIR": os.path.join(work, "relayd")}
-        if args.python:
-            env["PYTHON"] = args.python
+        env = dict(target_env(args), BENCH_CONFIG_DIR=os.path.join(work, "relayd"))
         argv = [TARGET_SCRIPT, str(relayd_port), "127.0.0.1", str(origin_port)]
         relayd = kids.spawn("relayd", argv + shlex.split(args.relayd_args),
                             cpu=cpu_relayd, env=env, logfile=relayd_log)
         problem = wait_ready(relayd_port, relayd, args.start_timeout)
         if problem:
-            raise RuntimeError("relayd %s; the end of its log:\n%s" % (problem, tail(relayd_log)))
+            raise RuntimeError("relayd %s; the end of its log:\n%s" % (
+                problem, tail(relayd_log) or "(empty; run benchmarks/relayd-target.sh by hand "
+                "to see more)"))
         problems = body_problems(relayd_port, BODIES)
         if problems:
             raise RuntimeError("relayd returns wrong bodies: %s" % "; ".join(problems))
@@ -699,7 +718,8 @@ def standalone(args):
         report.update({
             "origin": origin_text,
             "relayd": dict(facts, python=python, extra_args=args.relayd_args,
-                           rss_kib_at_start=rss_kib(relayd.pid)),
+                           workers=args.workers,
+                           rss_kib_at_start=session_rss_kib(relayd.pid)[0]),
             "wrk": wrk_version(),
             "config": {"duration_s": args.duration, "warmup_s": args.warmup,
                        "connections": args.connections, "threads": args.threads,
@@ -748,9 +768,10 @@ def standalone_markdown(report):
         "## relayd HTTP benchmark (standalone)",
         "",
         "* origin: %s" % report["origin"],
-        "* relayd %s from %s (%s), run by `%s` = %s, Twisted %s%s" % (
+        "* relayd %s from %s (%s), run by `%s` = %s, Twisted %s%s%s" % (
             r.get("relayd", "?"), r.get("relayd_source", "?"),
             r.get("relayd_commit") or "no git", r["python"], r["interpreter"], r.get("twisted", "?"),
+            ", workers = %d" % r["workers"] if r.get("workers") else "",
             ", extra args `%s`" % r["extra_args"] if r["extra_args"] else ""),
         "* load: wrk %s, %d thread(s), %d connections, %d s measured after %d s warm-up "
         "(median of %d), --timeout %ds" % (
@@ -778,7 +799,7 @@ def standalone_markdown(report):
             fmt(row["p50_ms"], "%.2f"), fmt(row["p99_ms"], "%.2f"),
             row["socket_errors"], bad,
             fmt(row.get("relayd_cpu_pct")), fmt(row.get("relayd_cpu_us_per_req"), "%.0f"),
-            fmt(row.get("relayd_rss_kib") and row["relayd_rss_kib"] / 1024.0, "%.1f"),
+            fmt(row.get("relayd_rss_total_kib") and row["relayd_rss_total_kib"] / 1024.0, "%.1f"),
             "/".join("%.0f" % u["busy_pct"] for u in cpus.values()),
             fmt(max([u["steal_pct"] for u in cpus.values()] or [0]), "%.1f")))
     noisy = ["%s: %s" % (row["body"], note) for row in report["rows"] if row["target"] == "relayd"
@@ -789,7 +810,8 @@ def standalone_markdown(report):
         "",
         "\"vs direct\" divides by the origin measured without relayd: the most that wrk and "
         "the origin allow. relayd CPU is the user+system time of relayd's processes during "
-        "the measured run (100% = one core), and RSS is read right after that run. "
+        "the measured run (100% = one core), and RSS (VmRSS summed over relayd's processes) "
+        "is read right after that run. "
         "\"busy %\" is each CPU during the measured run; if relayd's CPU stays well "
         "below 100%, its own core was not what limited it.",
     ]
@@ -860,9 +882,7 @@ def peers(args):
         argv.append("--no-pin")
     if args.keep:
         argv.append("--keep-workdir")
-    env = dict(os.environ)
-    if args.python:
-        env["PYTHON"] = args.python
+    env = dict(os.environ, **target_env(args))
     # proxybench waits at most 150 s twice per cell for TIME_WAIT to drain
     cells = (len(targets) + 2) * len(args.bodies) * args.repeat
     limit = cells * (args.warmup + args.duration + 2 * 150 + 60) + 300
@@ -1010,7 +1030,12 @@ def parse_args(argv):
     add("--bodies", default="small,64k", help="comma list of: small, 64k (default both)")
     add("--python", default=None,
         help="interpreter that runs relayd, passed as PYTHON to relayd-target.sh (e.g. pypy3)")
-    add("--relayd-args", default="", help="extra arguments for relayd-target.sh (twistd options)")
+    add("--workers", type=int, default=None,
+        help="relayd's static 'workers' key (BENCH_WORKERS for relayd-target.sh); pinned, all "
+        "workers share relayd's one CPU, so add --no-pin to let them spread")
+    add("--relayd-args", default="",
+        help="extra arguments for relayd-target.sh, given to relayd after its --config "
+        "(static flags are ignored there: relayd uses one source, the file)")
     add("--no-pin", action="store_true", help="do not pin processes to CPUs with taskset")
     add("--json", metavar="FILE", help="write the results as JSON here")
     add("--md", metavar="FILE", help="write the Markdown table here")

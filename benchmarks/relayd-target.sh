@@ -1,28 +1,34 @@
 #!/bin/sh
 # Starts relayd as a benchmark target: listen on 127.0.0.1:PORT and send every
-# request to http://UPSTREAM_HOST:UPSTREAM_PORT.  Extra arguments go to twistd
-# (for example --workers 2 once workers exist).
-#   benchmarks/relayd-target.sh PORT UPSTREAM_HOST UPSTREAM_PORT [twistd args]
+# request to http://UPSTREAM_HOST:UPSTREAM_PORT.
+#   benchmarks/relayd-target.sh PORT UPSTREAM_HOST UPSTREAM_PORT [relayd args]
+#
+# relayd reads its static configuration from the file this script writes, so
+# static flags given as extra arguments (--workers=2, --log.level=INFO) are
+# ignored, as in Traefik (one source only); use the variables below instead.
 #
 # Environment:
 #   PYTHON            interpreter that runs twistd (default python3), e.g. pypy3
-#   RELAYD_BENCH_DIR  where to write the two TOML files (created if missing);
+#   BENCH_WORKERS     relayd's static "workers" key (processes sharing the port)
+#   BENCH_STATIC_TOML more static TOML, written at the top of the static file
+#   BENCH_CONFIG_DIR  where to write the two TOML files (created if missing);
 #                     otherwise $PB_WORKDIR/relayd-PORT when run by proxybench
 #                     (removed with its workdir), else a new mktemp directory
 #   PYTHONPATH        searched first; the checkout holding this script is
 #                     appended, so its relayd package and its twisted/plugins
 #                     (the "relayd" twistd plugin) are found by any interpreter
 #
-# The script execs the interpreter, so its PID is relayd's PID.
+# The script execs the interpreter, so its PID is relayd's PID (the first
+# process, which supervises any workers; all of them stay in its session).
 set -eu
 if [ $# -lt 3 ]; then
-    echo "usage: $0 PORT UPSTREAM_HOST UPSTREAM_PORT [twistd args]" >&2
+    echo "usage: $0 PORT UPSTREAM_HOST UPSTREAM_PORT [relayd args]" >&2
     exit 2
 fi
 port=$1 host=$2 upstream=$3
 shift 3
-if [ -n "${RELAYD_BENCH_DIR:-}" ]; then
-    dir=$RELAYD_BENCH_DIR
+if [ -n "${BENCH_CONFIG_DIR:-}" ]; then
+    dir=$BENCH_CONFIG_DIR
     mkdir -p "$dir"
 elif [ -n "${PB_WORKDIR:-}" ] && [ -d "$PB_WORKDIR" ]; then
     dir=$PB_WORKDIR/relayd-$port
@@ -30,7 +36,14 @@ elif [ -n "${PB_WORKDIR:-}" ] && [ -d "$PB_WORKDIR" ]; then
 else
     dir=$(mktemp -d "${TMPDIR:-/tmp}/relayd-bench.XXXXXX")
 fi
-cat > "$dir/relayd.toml" <<TOML
+{
+if [ -n "${BENCH_WORKERS:-}" ]; then
+    echo "workers = $BENCH_WORKERS"
+fi
+if [ -n "${BENCH_STATIC_TOML:-}" ]; then
+    printf '%s\n' "$BENCH_STATIC_TOML"
+fi
+cat <<TOML
 [log]
 level = "ERROR"
 [entryPoints.web]
@@ -38,6 +51,7 @@ address = "127.0.0.1:$port"
 [providers.file]
 filename = "$dir/dynamic.toml"
 TOML
+} > "$dir/relayd.toml"
 cat > "$dir/dynamic.toml" <<TOML
 [http.routers.bench]
 rule = "PathPrefix(\`/\`)"
