@@ -60,6 +60,12 @@ def _clientIP(address: Any) -> str:
     return host
 
 
+def _badRequest(request: HTTPRequest, body: str) -> None:
+    # As Go's server: a request relayd cannot route closes its connection.
+    request.keepAlive = False
+    plainResponse(request, 400, body)
+
+
 class Router:
     """
     Routes each request of an entrypoint on the runtime current when it
@@ -79,11 +85,11 @@ class Router:
         hostValues = fields.get(b"host")
         if hostValues is None:
             if request.clientproto == b"HTTP/1.1":
-                plainResponse(request, 400, "400 Bad Request: missing required Host header\n")
+                _badRequest(request, "400 Bad Request: missing required Host header\n")
                 return
             host = ""
         elif len(hostValues) > 1:
-            plainResponse(request, 400, "400 Bad Request: too many Host headers\n")
+            _badRequest(request, "400 Bad Request: too many Host headers\n")
             return
         else:
             host = hostValues[0].decode("latin-1")
@@ -102,7 +108,7 @@ class Router:
         elif uri == "*" and request.method == b"OPTIONS":
             rawPath, rawQuery = "*", ""
         else:
-            plainResponse(request, 400, "400 Bad Request: invalid request target\n")
+            _badRequest(request, "400 Bad Request: invalid request target\n")
             return
         clientIP = request.channel.clientIP
         try:
@@ -119,7 +125,7 @@ class Router:
                 encodeQuerySemicolons=entryPoint.encodeQuerySemicolons,
             )
         except BadRequestPath as e:
-            plainResponse(request, 400, f"400 Bad Request: {e}\n")
+            _badRequest(request, f"400 Bad Request: {e}\n")
             return
         trusted = entryPoint.trusts(clientIP)
         applyForwardedHeaders(

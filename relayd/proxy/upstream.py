@@ -367,7 +367,7 @@ class UpstreamConnection(protocol.Protocol):
         trailerNames = fields.get(b"trailer")
         contentType = fields.get(b"content-type")
         out = _strip(headers)
-        if trailerNames and request.clientproto == b"HTTP/1.1":
+        if trailerNames and mode == _CHUNKED and request.clientproto == b"HTTP/1.1":
             out.setRawHeaders(b"trailer", trailerNames)
         request.setResponseCode(code)
         request.responseHeaders = out
