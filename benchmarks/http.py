@@ -120,6 +120,9 @@ http {{
     sendfile on;
     tcp_nodelay on;
     default_type text/plain;
+    # two files, opened once: no open/fstat/close per request
+    open_file_cache max=8 inactive=10m;
+    open_file_cache_valid 10m;
     keepalive_timeout 300s;
     keepalive_requests 100000000;
     client_body_temp_path {work}/nginx-tmp/client;
@@ -445,12 +448,19 @@ def wrk_version():
 
 def shared_core(cpus, cpu, proxy_pct):
     """A sentence when the proxy's pinned CPU was clearly busier than the
-    proxy itself, i.e. something else ran there during the measurement."""
-    busy = (cpus or {}).get("cpu%s" % cpu, {}).get("busy_pct")
-    if cpu is None or busy is None or proxy_pct is None or busy - proxy_pct < 15:
+    proxy itself (something else ran there) or the hypervisor stole much of
+    any CPU during the measurement; None when neither happened."""
+    usage = (cpus or {}).get("cpu%s" % cpu)
+    if cpu is None or not usage:
         return None
-    return "CPU %s was %.0f%% busy while the proxy used %.0f%%: other work shared its core" % (
-        cpu, busy, proxy_pct)
+    notes = []
+    if proxy_pct is not None and usage["busy_pct"] - proxy_pct >= 15:
+        notes.append("CPU %s was %.0f%% busy while the proxy used %.0f%%: other work shared "
+                     "its core" % (cpu, usage["busy_pct"], proxy_pct))
+    stolen = max((u.get("steal_pct", 0), name) for name, u in cpus.items())
+    if stolen[0] >= 10:
+        notes.append("the hypervisor stole %.0f%% of %s" % stolen)
+    return ", and ".join(notes) or None
 
 
 def fmt(value, spec="%.0f"):
