@@ -36,20 +36,22 @@ def transportSettings(name: str, static: Any, dynamic: Mapping[str, Any]) -> Tra
     @raise TransportError: if it does not exist.
     """
     if not name or name == DEFAULT:
-        config = static.serversTransport
-        forwarding = config.forwardingTimeouts
-        return TransportSettings(
-            name=DEFAULT,
-            dialTimeout=float(forwarding.dialTimeout),
-            responseHeaderTimeout=float(forwarding.responseHeaderTimeout),
-            idleConnTimeout=float(forwarding.idleConnTimeout),
-            maxIdleConnsPerHost=config.maxIdleConnsPerHost,
-            insecureSkipVerify=config.insecureSkipVerify,
-            rootCAs=tuple(config.rootCAs),
-        )
+        return _settings(DEFAULT, static.serversTransport)
     config = dynamic.get(name)
     if config is None:
         raise TransportError(f'serversTransport "{name}" does not exist')
+    return _settings(
+        name,
+        config,
+        serverName=config.serverName,
+        certificates=tuple((c.certFile, c.keyFile) for c in config.certificates),
+    )
+
+
+def _settings(name: str, config: Any, **extra: Any) -> TransportSettings:
+    """
+    What the static and dynamic serversTransport models have in common.
+    """
     forwarding = config.forwardingTimeouts
     return TransportSettings(
         name=name,
@@ -59,8 +61,7 @@ def transportSettings(name: str, static: Any, dynamic: Mapping[str, Any]) -> Tra
         maxIdleConnsPerHost=config.maxIdleConnsPerHost,
         insecureSkipVerify=config.insecureSkipVerify,
         rootCAs=tuple(config.rootCAs),
-        serverName=config.serverName,
-        certificates=tuple((c.certFile, c.keyFile) for c in config.certificates),
+        **extra,
     )
 
 
