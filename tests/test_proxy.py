@@ -1260,6 +1260,28 @@ class UpstreamErrorTests(ProxyTestCase):
         self.assertEqual(response.body, b"Bad Gateway\n")
 
     @defer.inlineCallbacks
+    def test_errorsLoggedWithRouterServiceUpstream(self):
+        """
+        A 502 is logged with the router, the service and the server it
+        could not reach.
+        """
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        (port,) = freePorts(1)
+        ep = self.startProxy(routeTo(f"http://127.0.0.1:{port}"))
+        client = yield self.exchange(ep, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        (response,) = client.finalResponses()
+        self.assertGatewayError(response, 502, client)
+        lines = [formatEvent(e) for e in events if "Bad Gateway" in formatEvent(e)]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("router=r@file", lines[0])
+        self.assertIn("service=s@file", lines[0])
+        self.assertIn(f"upstream=http://127.0.0.1:{port}", lines[0])
+
+    @defer.inlineCallbacks
     def test_garbageResponse(self):
         """
         A backend answering C{HELLO} and a blank line: 502.
