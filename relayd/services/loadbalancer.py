@@ -124,7 +124,11 @@ class LoadBalancerHandler(_Balanced):
     def handle(self, request: Any) -> Any:
         server = self.choose(request)
         if server is None:
-            self._log.warn("503: no server available (service={service})", service=self.name)
+            self._log.warn(
+                "503: no healthy server (router={router}, service={service})",
+                router=getattr(request.relayd, "router", ""),
+                service=self.name,
+            )
             serviceUnavailable(request)
             return None
         context = request.relayd
