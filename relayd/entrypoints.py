@@ -317,28 +317,63 @@ class EntryPointService(service.Service):
         return defer.maybeDeferred(port.stopListening) if port is not None else defer.succeed(None)
 
     def _drain(self, grace: float) -> defer.Deferred[None]:
+        """
+        Wait for requests in flight and open WebSockets for up to C{grace}
+        seconds; then break the requests off and close the WebSockets with
+        1001, dropping those whose closing handshake takes over
+        L{TUNNEL_CLOSE_WAIT} seconds.
+        """
         site = self.site
         site.drain()
         done: defer.Deferred[None] = defer.Deferred()
         deadline = self.reactor.seconds() + grace
+        state = {"closing": 0.0}
 
         def check() -> None:
-            if not site.channels:
+            now = self.reactor.seconds()
+            if state["closing"]:
+                if not site.tunnels:
+                    done.callback(None)
+                elif now >= state["closing"]:
+                    for tunnel in list(site.tunnels):
+                        tunnel.abort()
+                    site.tunnels.clear()
+                    done.callback(None)
+                else:
+                    self.reactor.callLater(0.05, check)
+                return
+            if not site.channels and not site.tunnels:
                 done.callback(None)
                 return
-            if self.reactor.seconds() >= deadline:
-                self._log.warn(
-                    "entrypoint {entrypoint}: graceTimeOut reached, closing {count} connection(s)",
-                    entrypoint=self.entryPointName,
-                    count=len(site.channels),
-                )
-                site.abortAll()
+            if now >= deadline:
+                if site.channels:
+                    self._log.warn(
+                        "entrypoint {entrypoint}: graceTimeOut reached, closing {count} connection(s)",
+                        entrypoint=self.entryPointName,
+                        count=len(site.channels),
+                    )
+                    site.abortAll()
+                if site.tunnels:
+                    self._log.info(
+                        "entrypoint {entrypoint}: closing {count} WebSocket(s) with 1001",
+                        entrypoint=self.entryPointName,
+                        count=len(site.tunnels),
+                    )
+                    for tunnel in list(site.tunnels):
+                        tunnel.goingAway()
+                    state["closing"] = now + TUNNEL_CLOSE_WAIT
+                    self.reactor.callLater(0.05, check)
+                    return
                 done.callback(None)
                 return
             self.reactor.callLater(0.05, check)
 
         check()
         return done
+
+
+# How long WebSockets closed at shutdown get to finish their closing handshake.
+TUNNEL_CLOSE_WAIT = 2.0
 
 
 class ListenError(Exception):

@@ -598,6 +598,21 @@ _IGNORED_SECTIONS = {
 
 
 @frozen
+class WebSocket:
+    """
+    relayd's own: how WebSocket connections are relayed (both legs).
+    """
+
+    maxMessageSize: int = field(0, check=_nonNegative, doc="largest message in bytes (after decompression); 0: no limit; larger ones close with 1009")
+    maxFrameSize: int = field(0, check=_nonNegative, doc="largest frame payload in bytes; 0: no limit; larger ones close with 1009")
+    idleTimeout: Duration = field(Duration(0), check=_nonNegative, doc="close both legs with 1001 after this long without a message; 0: never")
+    pingInterval: Duration = field(Duration(0), check=_nonNegative, doc="send a keep-alive ping on each leg this often; 0: never")
+    pingTimeout: Duration = field(Duration(0), check=_nonNegative, doc="drop a leg whose pong is this late; 0: the ping interval")
+    compression: bool = field(True, doc="negotiate permessage-deflate on each leg (with the backend only when the client asked for it)")
+    closeTimeout: Duration = field(Duration(5), check=_nonNegative, doc="how long a closing handshake may take before the connection is dropped")
+
+
+@frozen
 class StaticConfig:
     __ignored__ = _IGNORED_SECTIONS
 
@@ -615,6 +630,8 @@ class StaticConfig:
     core: Core = field(factory=Core)
     # relayd's own: worker processes sharing every entrypoint (SO_REUSEPORT).
     workers: int = field(1, check=_workers)
+    # relayd's own: WebSocket relaying limits and keep-alive.
+    websocket: WebSocket = field(factory=WebSocket)
 
     def _validate(self):
         defined = ", ".join(self.entryPoints) or "none"

@@ -15,6 +15,7 @@ from twisted.python.failure import Failure
 
 from relayd.proxy.responses import plainResponse
 from relayd.proxy.upstream import HOP_BY_HOP, Target, UpstreamConnection, UpstreamError, UpstreamPool
+from relayd.proxy.websocket import WebSocketRelayer, WebSocketSettings, isWebSocketUpgrade
 from relayd.proxy.wire import _PREFIX, fieldPrefix
 
 __all__ = ["HOP_BY_HOP", "Forwarder", "requestHead"]
@@ -22,11 +23,15 @@ __all__ = ["HOP_BY_HOP", "Forwarder", "requestHead"]
 # Fields the forwarder writes itself.
 _SKIP = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"content-length"}
 _EMPTY_BODY_LENGTH = frozenset({b"POST", b"PUT", b"PATCH"})
+# A WebSocket handshake's own fields: relayd makes its own handshake upstream.
+_SKIP_UPGRADE = _SKIP | {b"sec-websocket-key", b"sec-websocket-extensions", b"sec-websocket-accept", b"sec-websocket-version"}
 
 
-def requestHead(request: Any, target: Target, passHostHeader: bool) -> bytes:
+def requestHead(request: Any, target: Target, passHostHeader: bool, upgrade: bytes = b"") -> bytes:
     """
-    The head of the request to send to C{target}.
+    The head of the request to send to C{target}; for a protocol upgrade,
+    C{upgrade} holds the handshake's own header lines, which replace the
+    client's.
     """
     context = request.relayd
     path = context.forwardPath
@@ -48,8 +53,9 @@ def requestHead(request: Any, target: Target, passHostHeader: bool) -> bytes:
         host = target.authority
     out = [request.method, b" ", uri, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
     append = out.append
+    skip = _SKIP_UPGRADE if upgrade else _SKIP
     for name, values in fields.items():
-        if name in _SKIP:
+        if name in skip:
             if name == b"te" and any(b"trailers" in v.lower() for v in values):
                 append(b"Te: trailers\r\n")
             continue
@@ -63,6 +69,8 @@ def requestHead(request: Any, target: Target, passHostHeader: bool) -> bytes:
             append(b"X-Forwarded-For: " + b", ".join(previous) + b", " + client.encode("ascii") + b"\r\n")
         else:
             append(b"X-Forwarded-For: " + client.encode("ascii") + b"\r\n")
+    if upgrade:
+        append(upgrade)
     length = request.body.length
     if length is None:
         append(b"Transfer-Encoding: chunked\r\n")
@@ -79,15 +87,17 @@ class Forwarder:
 
     _log = Logger()
 
-    def __init__(self, reactor: Any, pool: UpstreamPool | None = None) -> None:
+    def __init__(self, reactor: Any, pool: UpstreamPool | None = None, websocket: WebSocketSettings | None = None) -> None:
         self.reactor = reactor
         self.pool = pool or UpstreamPool(reactor)
         self.pool.onFailure = self._failed
+        self.websockets = WebSocketRelayer(self, websocket)
 
     def close(self) -> Any:
         """
         Close the idle pooled connections.
         """
+        self.websockets.close()
         return self.pool.close()
 
     def forward(self, request: Any, target: Target, passHostHeader: bool = True) -> None:
@@ -95,6 +105,9 @@ class Forwarder:
         Relay C{request} to C{target}; the answer (or an error answer) goes
         to the client as it comes.
         """
+        if b"upgrade" in request.requestHeaders._fields and isWebSocketUpgrade(request):
+            self.websockets.forward(request, target, passHostHeader)
+            return
         head = requestHead(request, target, passHostHeader)
         request.upstreamHead = head
         connection = self.pool.acquire(target)

@@ -528,6 +528,23 @@ class HTTPChannel(protocol.Protocol):
             self.state = _CLOSING
             self.transport.loseConnection()
 
+    def detach(self) -> bytes:
+        """
+        Give the connection up to another protocol (a WebSocket upgrade):
+        the channel stops reading, timing and counting it, and returns the
+        bytes it had read past the current request.
+        """
+        self.site.channels.discard(self)
+        self.state = _CLOSING
+        self.closing = True
+        self.readDeadline = self.writeDeadline = 0.0
+        self.request = None
+        data, self._buffer = self._buffer, b""
+        if self._paused:
+            self._paused.clear()
+            self.transport.resumeProducing()
+        return data
+
     # -- timeouts (checked by the site's sweeper) --
 
     def checkDeadlines(self, now: float) -> None:
@@ -810,6 +827,9 @@ class HTTPSite(protocol.Factory):
         self.clock = clock
         self.clientIP = clientIP
         self.channels: set[HTTPChannel] = set()
+        # Connections upgraded to another protocol (WebSocket relays), which
+        # shutdown closes after graceTimeOut.
+        self.tunnels: set[Any] = set()
         self.draining = False
         timeouts = [t for t in (settings.readTimeout, settings.writeTimeout, settings.idleTimeout) if t]
         self.sweepInterval = max(0.05, min([1.0] + [t / 4 for t in timeouts]))

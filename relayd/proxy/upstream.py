@@ -176,6 +176,9 @@ class UpstreamConnection(protocol.Protocol):
         self._closed = False
         self._lost = False
         self._paused = False
+        # Set for a protocol upgrade: called with (transport, raw head, rest)
+        # when the server answers 101, and the connection is handed over.
+        self.onSwitch: Callable[[Any, bytes, bytes], None] | None = None
 
     def connectionMade(self) -> None:
         self.sock = socketOf(self.transport)
@@ -311,6 +314,9 @@ class UpstreamConnection(protocol.Protocol):
             code = head.code
             if code < 200:
                 if code == 101:
+                    if self.onSwitch is not None and self.request is not None:
+                        self._switch(buffer[:start], rest)
+                        return
                     self._fail(UpstreamError(502, "unexpected 101 Switching Protocols"), retry=False)
                     return
                 self._interim(head)
@@ -318,6 +324,24 @@ class UpstreamConnection(protocol.Protocol):
                 continue
             self._responseHead(head, rest)
             return
+
+    def _switch(self, head: bytes, rest: bytes) -> None:
+        """
+        The server switched protocols: give the connection up to whoever
+        asked for the upgrade, with the raw 101 head and what followed it.
+        """
+        if self._headerTimer is not None:
+            if self._headerTimer.active():
+                self._headerTimer.cancel()
+            self._headerTimer = None
+        request, self.request = self.request, None
+        request.upstream = None
+        self._mode = _DONE
+        self._closed = True
+        self.pool.forget(self)
+        onSwitch, self.onSwitch = self.onSwitch, None
+        assert onSwitch is not None
+        onSwitch(self.transport, head, rest)
 
     def _interim(self, head: Any) -> None:
         request = self.request

@@ -15,6 +15,7 @@ from relayd.proxy.http import Forwarder
 from relayd.proxy.responses import serviceUnavailable
 from relayd.proxy.transport import TransportError, tlsCreator, transportSettings
 from relayd.proxy.upstream import Target
+from relayd.proxy.websocket import WebSocketSettings
 from relayd.runtime.build import BuildContext, BuildError, ObjectInfo
 from relayd.services.health import HealthRegistry
 from relayd.services.sticky import Sticky
@@ -64,7 +65,7 @@ class SmoothWeightedRoundRobin(Generic[T]):
 def _forwarder(context: BuildContext) -> Forwarder:
     forwarder = context.shared.get("forwarder")
     if forwarder is None:
-        forwarder = context.shared["forwarder"] = Forwarder(context.reactor)
+        forwarder = context.shared["forwarder"] = Forwarder(context.reactor, websocket=WebSocketSettings.fromStatic(context.static))
     return forwarder
 
 
