@@ -31,10 +31,14 @@ setup(
         "zope.interface>=6",
         "attrs>=23.1",
         "pyyaml>=6",
+        # The basicAuth middleware's bcrypt hashes.
+        "bcrypt>=4.1",
     ],
     extras_require={
         "test": [
             "hypothesis>=6.100",
+            # An independent WebSocket peer (client and server) for the relay's tests.
+            "websockets>=13",
         ],
     },
     entry_points={"console_scripts": ["relayd = relayd.cli:main"]},

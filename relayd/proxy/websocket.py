@@ -402,6 +402,20 @@ class BackendLeg(_Leg, WebSocketClientProtocol):
         self.relay.backendOpened()
 
 
+class _Timer:
+    """
+    What autobahn schedules its ping, close and drop timeouts with. Its own
+    batched timer rounds every delay down to whole seconds, which turns a
+    300 ms pong timeout into "now"; this one is exact.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+
+    def call_later(self, delay: float, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.reactor.callLater(max(0.0, delay), fn, *args, **kwargs)
+
+
 class _PerConnection:
     """
     A leg's view of its shared factory, with the subprotocols this
@@ -590,10 +604,11 @@ class Relay:
                 # The far side never answered the close relayed to it.
                 self.closingFrom = None
                 other.answerClose(other.remoteCloseCode, (other.remoteCloseReason or "").encode("utf-8") or None)
-            elif leg.remoteCloseCode is not None or leg.wasClean:
-                other.closeWith(leg.remoteCloseCode or 1000, leg.remoteCloseReason or "")
-            elif leg.failedByMe or leg.localCloseCode is not None:
+            elif leg.failedByMe:
+                # relayd failed this leg (a size limit, a protocol error).
                 other.closeWith(_GOING_AWAY, "the other side of the relay failed")
+            elif leg.remoteCloseCode is not None:
+                other.closeWith(leg.remoteCloseCode, leg.remoteCloseReason or "")
             else:
                 # Dropped without a close: drop the other side as well.
                 other.dropConnection(abort=False)
@@ -677,6 +692,7 @@ class WebSocketRelayer:
         )
         backendFactory = WebSocketClientFactory(reactor=self.reactor)
         backendFactory.setProtocolOptions(serverConnectionDropTimeout=1.0, **common)
+        clientFactory._batched_timer = backendFactory._batched_timer = _Timer(self.reactor)
         self.clientFactory = clientFactory
         self.backendFactory = backendFactory
         self.clientClass = _legClass(ClientLeg, clientFactory, "ClientLeg")
