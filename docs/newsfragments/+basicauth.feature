@@ -1,0 +1,1 @@
+The basicAuth middleware works: users from users and usersFile (users wins for a name in both), bcrypt ($2y$, $2a$, $2b$, $2x$), apr1-MD5/MD5-crypt and {SHA} hashes, realm, headerField and removeHeader, with Traefik's 401 answer; bcrypt is checked off the reactor thread and successful checks are cached.
