@@ -45,6 +45,7 @@ MIDDLEWARE_BUILDERS: dict[str, MiddlewareBuilder | str] = {
     "redirectRegex": "relayd.middlewares.redirect:buildRedirectRegex",
     "headers": "relayd.middlewares.headers:buildHeaders",
     "buffering": "relayd.middlewares.buffering:buildBuffering",
+    "basicAuth": "relayd.middlewares.auth:buildBasicAuth",
 }
 
 
