@@ -44,6 +44,8 @@ class RequestContext:
     router: str = ""
     service: str = ""
     upstream: str = ""
+    # Set by authentication middlewares (basicAuth) for the access log.
+    clientUsername: str = ""
     beforeResponse: list[Callable[[Any], None]] = attrs.field(factory=list)
 
 

@@ -91,6 +91,9 @@ class CookieTests(SynchronousTestCase):
             setCookieHeader("n", "v", config), b"n=v; Path=/app; Domain=a.example; Max-Age=60; HttpOnly; Secure; SameSite=Lax"
         )
         self.assertEqual(setCookieHeader("n", "v", CookieConfig(maxAge=-1)), b"n=v; Path=/; Max-Age=0")
+        # Traefik lower-cases the mode; anything else writes no attribute.
+        self.assertEqual(setCookieHeader("n", "v", CookieConfig(sameSite="STRICT")), b"n=v; Path=/; SameSite=Strict")
+        self.assertEqual(setCookieHeader("n", "v", CookieConfig(sameSite="io")), b"n=v; Path=/")
 
 
 class StickyEndToEndTests(TestCase):

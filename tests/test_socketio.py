@@ -5,9 +5,9 @@ Two real socket.io v4 replicas (node, C{tests/node/socketio-server.js}) are
 created with C{path: '/'} as the article's "Path Prefix Gotchas" section says,
 and a real C{twistd relayd} process routes C{PathPrefix(`/wsk`)} to them
 through a C{replacePath} middleware, with the article's sticky cookie C{io}.
-Its Docker labels become this file provider configuration, except for
-C{sameSite = "io"}, which relayd rejects (Traefik ignores an unknown value
-and writes no SameSite attribute, which is what leaving it out gives).
+Its Docker labels become this file provider configuration, verbatim:
+C{sameSite = "io"} included, which (as in Traefik) writes no SameSite
+attribute.
 
 The client (C{tests/node/socketio-client.js}, socket.io-client v4) connects
 with C{path: '/wsk'} and C{transports: ['polling', 'websocket']}: it opens by
@@ -263,8 +263,8 @@ path = "/"
 
 def service01(replicas: list[Replica]) -> str:
     """
-    The seed's service: both replicas behind a sticky cookie named C{io}.
-    C{sameSite = "io"} is left out (see the module docstring).
+    The seed's service: both replicas behind a sticky cookie named C{io},
+    with the seed's options.
     """
     servers = "".join(
         f'\n[[http.services.service01.loadBalancer.servers]]\nurl = "{replica.url}"\n' for replica in replicas
@@ -276,6 +276,7 @@ def service01(replicas: list[Replica]) -> str:
 name = "io"
 httpOnly = true
 secure = true
+sameSite = "io"
 """
 
 

@@ -471,6 +471,47 @@ class HandshakeTests(WebSocketTestCase):
         self.assertIn(b"x-backend: yes", lower)
 
     @defer.inlineCallbacks
+    def test_basicAuth(self):
+        """
+        An upgrade on a route behind basicAuth needs credentials: without
+        them the client gets 401 and no server is contacted; with them the
+        WebSocket opens, and removeHeader keeps the credentials from the
+        server.
+        """
+        backend = self.backend()
+        digest = base64.b64encode(hashlib.sha1(b"s3cret").digest()).decode()
+        ep = self.startProxy(
+            wskConfig(
+                backend.url,
+                extra={
+                    "routers": {"socket-router": {"rule": "PathPrefix(`/wsk`)", "service": "service01", "middlewares": ["auth", "socket-replaceprefix"]}},
+                    "middlewares": {"auth": {"basicAuth": {"users": [f"ws:{{SHA}}{digest}"], "removeHeader": True}}},
+                }
+            )
+        )
+
+        def anonymous() -> Any:
+            try:
+                connect(self.url(ep, "/wsk"), **clientOptions())
+            except InvalidStatus as e:
+                return e.response.status_code, e.response.headers.get("WWW-Authenticate")
+            return None
+
+        status, challenge = yield self.inThread(anonymous)
+        self.assertEqual((status, challenge), (401, 'Basic realm="traefik"'))
+        self.assertEqual(backend.seen, [])
+
+        def authorized() -> Any:
+            credentials = base64.b64encode(b"ws:s3cret").decode()
+            with connect(self.url(ep, "/wsk"), additional_headers={"Authorization": f"Basic {credentials}"}, **clientOptions()) as ws:
+                ws.send("let me in")
+                return ws.recv()
+
+        answer = yield self.inThread(authorized)
+        self.assertEqual(answer, "let me in")
+        self.assertNotIn("authorization", backend.headers())
+
+    @defer.inlineCallbacks
     def test_refusedBackend(self):
         """
         A server that refuses the connection gives the client 502.

@@ -89,7 +89,9 @@ class CookieConfig:
     name: str = ""
     secure: bool = False
     httpOnly: bool = False
-    sameSite: Literal["none", "lax", "strict", ""] = ""
+    # As in Traefik: none, lax or strict (any case) write the attribute, any
+    # other value writes none.
+    sameSite: str = ""
     maxAge: int = 0
     path: str = "/"
     domain: str = ""

@@ -717,7 +717,11 @@ class HTTPChannel(protocol.Protocol):
                 self.abort()
 
     def _bodyData(self, data: bytes) -> None:
-        self.request.body._received(data)  # type: ignore[union-attr]
+        request = self.request
+        if request is not None:
+            # (None once an answer such as 413 finished the request while the
+            # rest of the same read is still being decoded.)
+            request.body._received(data)
 
     def _bodyEnd(self, trailers: HeaderMap | None, rest: bytes) -> None:
         request = self.request

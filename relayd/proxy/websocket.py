@@ -57,7 +57,7 @@ from autobahn.websocket.compress import (
     PerMessageDeflateResponse,
     PerMessageDeflateResponseAccept,
 )
-from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.protocol import TrafficStats, WebSocketProtocol
 from twisted.internet import task
 from twisted.logger import Logger
 
@@ -223,6 +223,21 @@ class _Pauser:
         pass
 
 
+# autobahn keeps traffic statistics per connection; relayd counts what it
+# needs itself (L{Relay.messages}, L{Relay.bytes}), so every leg shares one.
+_SHARED_TRAFFIC_STATS = TrafficStats()
+# Handshake leftovers autobahn keeps on each connection for its whole life.
+_HANDSHAKE_LEFTOVERS = (
+    "http_headers",
+    "http_request_data",
+    "http_response_data",
+    "http_status_line",
+    "http_request_uri",
+    "http_request_params",
+    "websocket_extensions",
+)
+
+
 class _Leg:
     """
     What both legs share: relaying messages, pings and closes to the other
@@ -238,6 +253,20 @@ class _Leg:
     _streaming = False
     _ownPong = False
     _direction = 0
+
+    def trim(self) -> None:
+        """
+        Free what an open leg no longer needs: about 5 KB per relayed
+        WebSocket, which is a quarter of its cost with 10,000 idle ones.
+        """
+        values = self.__dict__
+        for name in _HANDSHAKE_LEFTOVERS:
+            if name in values:
+                values[name] = None
+        # relayd never queues chopped or synchronous writes (see sendData).
+        self.send_queue = ()
+        self.utf8validator = None
+        self.trafficStats = _SHARED_TRAFFIC_STATS
 
     # -- sending: straight to the socket when nothing is queued --
 
@@ -575,6 +604,8 @@ class Relay:
         self.opened = self.idleSince = self.relayer.reactor.seconds()
         client.transport.registerProducer(_Pauser(backend), True)
         backend.transport.registerProducer(_Pauser(client), True)
+        client.trim()
+        backend.trim()
         request = self.request
         request.startedWriting = True
         self.relayer.opened(self)
