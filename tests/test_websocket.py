@@ -682,6 +682,48 @@ class RelayTests(WebSocketTestCase):
         self.assertEqual(textBack, text)
 
     @defer.inlineCallbacks
+    def test_mixedBurst(self):
+        """
+        A burst of messages of every framing size (empty, 125, 126, 65535,
+        65536 bytes and more; text and binary; compressed and not), with
+        pings in between, comes back intact and in order: small whole frames
+        take relayd's fast path, the rest autobahn's, and they interleave.
+        """
+        backend = self.backend()
+        ep = self.startProxy(wskConfig(backend.url))
+        sizes = [0, 1, 125, 126, 127, 1000, 65535, 65536, 70000, 3, 200_000, 64]
+        messages: list[Any] = []
+        for i in range(600):
+            size = sizes[i % len(sizes)]
+            if i % 2:
+                messages.append(os.urandom(size))
+            else:
+                messages.append(("%d " % i + "x" * size)[:size] if size else "")
+
+        def client(compression: str | None) -> Any:
+            with connect(self.url(ep, "/wsk"), compression=compression, max_queue=None, **clientOptions()) as ws:
+                received: list[Any] = []
+
+                def reader() -> None:
+                    for _ in messages:
+                        received.append(ws.recv(timeout=20))
+
+                thread = threading.Thread(target=reader)
+                thread.start()
+                for i, message in enumerate(messages):
+                    ws.send(message)
+                    if i % 50 == 0:
+                        ws.ping(str(i).encode())
+                thread.join(30)
+                return received
+
+        for compression in (None, "deflate"):
+            received = yield self.inThread(client, compression)
+            self.assertEqual(len(received), len(messages))
+            for i, (got, sent) in enumerate(zip(received, messages)):
+                self.assertEqual(got, sent, f"message {i} ({len(sent)} bytes, compression={compression})")
+
+    @defer.inlineCallbacks
     def test_fragmentsStreamed(self):
         """
         A fragmented message is passed on fragment by fragment: the server

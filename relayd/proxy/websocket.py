@@ -42,6 +42,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from random import getrandbits
 from typing import Any
 
 import attrs
@@ -58,6 +59,7 @@ from autobahn.websocket.compress import (
     PerMessageDeflateResponseAccept,
 )
 from autobahn.websocket.protocol import TrafficStats, WebSocketProtocol
+from autobahn.websocket.xormasker import create_xor_masker
 from twisted.internet import task
 from twisted.logger import Logger
 
@@ -68,6 +70,7 @@ from relayd.proxy.wire import HeaderMap, WireError, findHeadEnd, parseResponseHe
 __all__ = ["WebSocketRelayer", "WebSocketSettings", "isWebSocketUpgrade"]
 
 _OPEN = WebSocketProtocol.STATE_OPEN
+_GROUND = WebSocketProtocol.SEND_STATE_GROUND
 _CLOSING = WebSocketProtocol.STATE_CLOSING
 _CLOSED = WebSocketProtocol.STATE_CLOSED
 # A message under this size that arrives in one frame is sent as one frame;
@@ -253,6 +256,13 @@ class _Leg:
     _streaming = False
     _ownPong = False
     _direction = 0
+    # The fast path (see dataReceived): on once both legs are open; whether
+    # this leg's incoming frames are masked (client to relayd) and whether
+    # frames it sends must be (relayd to server); the largest frame it takes.
+    _fast = False
+    _masked = 0
+    _maskOut = False
+    _fastLimit = 0
 
     def trim(self) -> None:
         """
@@ -267,6 +277,87 @@ class _Leg:
         self.send_queue = ()
         self.utf8validator = None
         self.trafficStats = _SHARED_TRAFFIC_STATS
+        limits = [0xFFFF] + [n for n in (self.maxFramePayloadSize, self.maxMessagePayloadSize) if n > 0]
+        self._fastLimit = min(limits)
+        self._fast = True
+
+    # -- receiving: whole small messages bypass autobahn's frame machinery --
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Relay complete, unfragmented, uncompressed text and binary frames of
+        up to 64 KiB straight from the read buffer (unmasking and re-masking
+        as the legs need); the first anything else (control frames,
+        fragments, compressed or large frames, a partial frame) and all that
+        follows go to autobahn as usual. This is safe only between messages,
+        when autobahn holds no partial frame and the other leg is not
+        streaming a message, which is checked first.
+        """
+        if self._fast and not self.data and self.current_frame is None and not self.inside_message and self.state == _OPEN:
+            other = self.other
+            if other is not None and other.state == _OPEN and other.send_state == _GROUND:
+                data = self._relayWhole(data, other)
+                if not data:
+                    return
+        WebSocketProtocol._dataReceived(self, data)
+
+    def _relayWhole(self, data: bytes, other: Any) -> bytes:
+        position = 0
+        end = len(data)
+        masked = self._masked
+        maskOut = other._maskOut
+        limit = self._fastLimit
+        out: list[bytes] = []
+        count = total = 0
+        while end - position >= 2:
+            first = data[position]
+            if first != 0x81 and first != 0x82:
+                break
+            second = data[position + 1]
+            if second & 0x80 != masked:
+                break
+            length = second & 0x7F
+            head = position + 2
+            if length == 126:
+                if end - head < 2:
+                    break
+                length = (data[head] << 8) | data[head + 1]
+                head += 2
+            elif length == 127:
+                break
+            if length > limit:
+                break
+            start = head + 4 if masked else head
+            if end < start + length:
+                break
+            payload = data[start : start + length]
+            if masked and length:
+                payload = create_xor_masker(data[head:start], length).process(payload)
+            if maskOut:
+                key = getrandbits(32).to_bytes(4, "big")
+                if length:
+                    payload = create_xor_masker(key, length).process(payload)
+                if length < 126:
+                    out.append(bytes((first, 0x80 | length)) + key)
+                else:
+                    out.append(bytes((first, 0xFE, length >> 8, length & 0xFF)) + key)
+            elif length < 126:
+                out.append(bytes((first, length)))
+            else:
+                out.append(bytes((first, 126, length >> 8, length & 0xFF)))
+            out.append(payload)
+            position = start + length
+            count += 1
+            total += length
+        if count:
+            send(other.transport, other._sock, out)
+            relay = self.relay
+            relay.messages[self._direction] += count
+            relay.bytes[self._direction] += total
+            relay.active = True
+            if self.autoPingTimeoutCall is not None and self.autoPingRestartOnAnyTraffic:
+                self._cancelAutoPingTimeoutCall()
+        return data[position:] if position else data
 
     # -- sending: straight to the socket when nothing is queued --
 
@@ -407,6 +498,7 @@ class ClientLeg(_Leg, WebSocketServerProtocol):
     """
 
     _direction = 0
+    _masked = 0x80
 
     def onConnect(self, request: Any) -> tuple[str | None, dict[str, list[str]]]:
         return self.relay.clientAccepted()
@@ -422,6 +514,7 @@ class BackendLeg(_Leg, WebSocketClientProtocol):
     """
 
     _direction = 1
+    _maskOut = True
 
     def startHandshake(self) -> None:
         # Sent already, as an HTTP request; only the answer is left to check.
