@@ -344,6 +344,35 @@ class WebSocketTestCase(ProxyTestCase):
     def url(self, ep: Any, path: str = "/") -> str:
         return f"ws://127.0.0.1:{ep.port}{path}"
 
+    def openMany(self, ep: Any, count: int, headers: dict[str, str] | None = None) -> defer.Deferred[None]:
+        """
+        Open C{count} WebSockets to C{/wsk} one after the other, each with one
+        message echoed.
+        """
+
+        def client() -> None:
+            for _ in range(count):
+                with connect(self.url(ep, "/wsk"), additional_headers=headers, **clientOptions()) as ws:
+                    ws.send("x")
+                    ws.recv()
+
+        return self.inThread(client)
+
+    def refusal(self, ep: Any, path: str = "/wsk") -> defer.Deferred[int | None]:
+        """
+        The status of the answer to an upgrade that is refused (C{None} if
+        the WebSocket opened).
+        """
+
+        def client() -> int | None:
+            try:
+                connect(self.url(ep, path), **clientOptions()).close()
+            except InvalidStatus as e:
+                return e.response.status_code
+            return None
+
+        return self.inThread(client)
+
 
 def clientOptions(**kwargs: Any) -> dict[str, Any]:
     options = {"open_timeout": 10, "close_timeout": 10, "ping_interval": None, "max_size": None}
@@ -519,14 +548,7 @@ class HandshakeTests(WebSocketTestCase):
         [port] = freePorts(1)
         ep = self.startProxy(wskConfig(f"http://127.0.0.1:{port}"))
 
-        def client() -> Any:
-            try:
-                connect(self.url(ep, "/wsk"), **clientOptions())
-            except InvalidStatus as e:
-                return e.response.status_code
-            return None
-
-        status = yield self.inThread(client)
+        status = yield self.refusal(ep)
         self.assertEqual(status, 502)
 
     @defer.inlineCallbacks
@@ -612,23 +634,9 @@ class HandshakeTests(WebSocketTestCase):
         self.assertIn("Secure", cookie)
         chosen = a if a.seen else b
         other = b if chosen is a else a
-
-        def again(n: int) -> None:
-            for _ in range(n):
-                with connect(self.url(ep, "/wsk"), additional_headers={"Cookie": cookie.split(";")[0]}, **clientOptions()) as ws:
-                    ws.send("y")
-                    ws.recv()
-
-        yield self.inThread(again, 5)
+        yield self.openMany(ep, 5, {"Cookie": cookie.split(";")[0]})
         self.assertEqual((len(chosen.seen), len(other.seen)), (6, 0))
-
-        def fresh(n: int) -> None:
-            for _ in range(n):
-                with connect(self.url(ep, "/wsk"), **clientOptions()) as ws:
-                    ws.send("z")
-                    ws.recv()
-
-        yield self.inThread(fresh, 4)
+        yield self.openMany(ep, 4)
         self.assertEqual(len(other.seen), 2)
 
     @defer.inlineCallbacks
@@ -641,14 +649,7 @@ class HandshakeTests(WebSocketTestCase):
         ep = self.startProxy(wskConfig(a.url, b.url, healthCheck={"path": "/health", "interval": "100ms", "timeout": "1s"}))
         # Let the first checks run (every 100 ms).
         yield sleep(0.6)
-
-        def clients(n: int) -> None:
-            for _ in range(n):
-                with connect(self.url(ep, "/wsk"), **clientOptions()) as ws:
-                    ws.send("x")
-                    ws.recv()
-
-        yield self.inThread(clients, 6)
+        yield self.openMany(ep, 6)
         self.assertEqual((len(a.seen), len(b.seen)), (6, 0))
 
 
@@ -1158,6 +1159,10 @@ class SecureBackendTests(WebSocketTestCase):
 
     @defer.inlineCallbacks
     def test_verifiedServer(self):
+        """
+        An https:// server whose certificate the serversTransport's rootCAs
+        verify is relayed to over wss://.
+        """
         backend, authority = self.tlsBackend()
         config = wskConfig(f"https://127.0.0.1:{backend.port}", serversTransport="internal-ca")
         config["http"]["serversTransports"] = {"internal-ca": {"rootCAs": [authority.caPEM.decode()]}}
@@ -1174,17 +1179,13 @@ class SecureBackendTests(WebSocketTestCase):
 
     @defer.inlineCallbacks
     def test_untrustedServer(self):
+        """
+        An https:// server whose certificate the default trust store does not
+        verify gives the client 502.
+        """
         backend, authority = self.tlsBackend()
         ep = self.startProxy(wskConfig(f"https://127.0.0.1:{backend.port}"))
-
-        def client() -> Any:
-            try:
-                connect(self.url(ep, "/wsk"), **clientOptions())
-            except InvalidStatus as e:
-                return e.response.status_code
-            return None
-
-        status = yield self.inThread(client)
+        status = yield self.refusal(ep)
         self.assertEqual(status, 502)
 
 
@@ -1243,14 +1244,7 @@ class LifetimeTests(WebSocketTestCase):
         self.watcher.update(ProviderUpdate("file", decodeDynamic(other)))
         self.assertEqual(self.watcher.runtime.generation, firstGeneration + changes + 1)
 
-        def fresh() -> Any:
-            try:
-                connect(self.url(ep, "/wsk"), **clientOptions())
-            except InvalidStatus as e:
-                return e.response.status_code
-            return None
-
-        status = yield self.inThread(fresh)
+        status = yield self.refusal(ep)
         self.assertEqual(status, 404)
         commands.put("still open")
         answer = yield self.inThread(answers.get, True, 10)
