@@ -16,6 +16,7 @@ from twisted.application import service
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from relayd.config.address import Address
 from relayd.config.static import EntryPoint
@@ -213,7 +214,39 @@ class EntryPointService(service.Service):
         self._trusted = IPChecker.fromStrings(trusted) if trusted else None
         self.sanitizePath = config.http.sanitizePath
         self.encodeQuerySemicolons = config.http.encodeQuerySemicolons
-        self.site = HTTPSite(Router(self), channelSettings(config), reactor, clientIP=_clientIP)
+        router = Router(self)
+        self.site = HTTPSite(router, channelSettings(config), reactor, clientIP=_clientIP)
+        self.secureSite = HTTPSite(router, channelSettings(config, secure=True), reactor, clientIP=_clientIP)
+        # What TLS connections are terminated with: by default the current
+        # runtime's certificates and options, chosen at handshake time.
+        self.tlsCreator: Any = None
+        self.factory = _EntryPointFactory(self)
+
+    @property
+    def sites(self) -> tuple[HTTPSite, HTTPSite]:
+        return (self.site, self.secureSite)
+
+    def wantsTLS(self) -> bool:
+        """
+        Whether connections must be told apart by their first bytes: when
+        the current runtime has TLS routers on this entrypoint (or a TLS
+        terminator was set).
+        """
+        if self.tlsCreator is not None:
+            return True
+        return bool(self.runtime.table(self.entryPointName).secure)
+
+    def tlsFactory(self) -> TLSMemoryBIOFactory:
+        """
+        What terminates a TLS connection: the TLS protocol over an HTTP
+        channel of the secure site.
+        """
+        creator = self.tlsCreator
+        if creator is None:
+            from relayd.tls.store import serverConnectionCreator
+
+            creator = serverConnectionCreator(lambda: self.runtime.tls)
+        return TLSMemoryBIOFactory(creator, False, self.secureSite)
 
     def trusts(self, clientIP: str) -> bool:
         if self._trustAll:
@@ -238,7 +271,7 @@ class EntryPointService(service.Service):
             ip = _resolve(address.host)
             description = Address(protocol="tcp", host=ip, port=address.port).twistedDescription()
         endpoint = serverFromString(self.reactor, description)
-        return endpoint.listen(self.site)
+        return endpoint.listen(self.factory)
 
     def _listenReusingPort(self) -> Any:
         """
@@ -257,7 +290,7 @@ class EntryPointService(service.Service):
             sock.bind((host, address.port))
             sock.listen(4096)
             sock.setblocking(False)
-            return self.reactor.adoptStreamPort(sock.fileno(), family, self.site)
+            return self.reactor.adoptStreamPort(sock.fileno(), family, self.factory)
         finally:
             sock.close()
 
@@ -325,43 +358,48 @@ class EntryPointService(service.Service):
         1001, dropping those whose closing handshake takes over
         L{TUNNEL_CLOSE_WAIT} seconds.
         """
-        site = self.site
-        site.drain()
+        sites = self.sites
+        for site in sites:
+            site.drain()
         done: defer.Deferred[None] = defer.Deferred()
         deadline = self.reactor.seconds() + grace
         state = {"closing": 0.0}
 
         def check() -> None:
             now = self.reactor.seconds()
+            channels = sum(len(site.channels) for site in sites)
+            tunnels = [tunnel for site in sites for tunnel in site.tunnels]
             if state["closing"]:
-                if not site.tunnels:
+                if not tunnels:
                     done.callback(None)
                 elif now >= state["closing"]:
-                    for tunnel in list(site.tunnels):
+                    for tunnel in tunnels:
                         tunnel.abort()
-                    site.tunnels.clear()
+                    for site in sites:
+                        site.tunnels.clear()
                     done.callback(None)
                 else:
                     self.reactor.callLater(0.05, check)
                 return
-            if not site.channels and not site.tunnels:
+            if not channels and not tunnels:
                 done.callback(None)
                 return
             if now >= deadline:
-                if site.channels:
+                if channels:
                     self._log.warn(
                         "entrypoint {entrypoint}: graceTimeOut reached, closing {count} connection(s)",
                         entrypoint=self.entryPointName,
-                        count=len(site.channels),
+                        count=channels,
                     )
-                    site.abortAll()
-                if site.tunnels:
+                    for site in sites:
+                        site.abortAll()
+                if tunnels:
                     self._log.info(
                         "entrypoint {entrypoint}: closing {count} WebSocket(s) with 1001",
                         entrypoint=self.entryPointName,
-                        count=len(site.tunnels),
+                        count=len(tunnels),
                     )
-                    for tunnel in list(site.tunnels):
+                    for tunnel in tunnels:
                         tunnel.goingAway()
                     state["closing"] = now + TUNNEL_CLOSE_WAIT
                     self.reactor.callLater(0.05, check)
@@ -376,6 +414,85 @@ class EntryPointService(service.Service):
 
 # How long WebSockets closed at shutdown get to finish their closing handshake.
 TUNNEL_CLOSE_WAIT = 2.0
+
+
+class _EntryPointFactory(protocol.Factory):
+    """
+    The listening factory of an entrypoint: a plain HTTP channel when only
+    plain HTTP is served, else a L{_Switch} that tells TLS from plain HTTP by
+    the first bytes, as Traefik does on every entrypoint.
+    """
+
+    noisy = False
+
+    def __init__(self, entryPoint: EntryPointService) -> None:
+        self.entryPoint = entryPoint
+
+    def startFactory(self) -> None:
+        for site in self.entryPoint.sites:
+            site.doStart()
+
+    def stopFactory(self) -> None:
+        for site in self.entryPoint.sites:
+            site.doStop()
+
+    def buildProtocol(self, addr: Any) -> protocol.Protocol:
+        entryPoint = self.entryPoint
+        if entryPoint.wantsTLS():
+            return _Switch(entryPoint, addr)
+        return entryPoint.site.buildProtocol(addr)
+
+
+# A TLS record starts with the handshake content type (22).
+_TLS_HANDSHAKE = 0x16
+
+
+class _Switch(protocol.Protocol):
+    """
+    Holds a new connection until its first bytes arrive, then hands it to
+    TLS termination (a ClientHello) or to a plain HTTP channel (anything
+    else), replaying what it read.
+    """
+
+    def __init__(self, entryPoint: EntryPointService, addr: Any) -> None:
+        self.entryPoint = entryPoint
+        self.addr = addr
+        self.timer: Any = None
+
+    def connectionMade(self) -> None:
+        timeout = self.entryPoint.site.settings.readTimeout
+        if timeout:
+            self.timer = self.entryPoint.reactor.callLater(timeout, self._timedOut)
+
+    def _timedOut(self) -> None:
+        self.timer = None
+        self.transport.abortConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        entryPoint = self.entryPoint
+        if data[0] == _TLS_HANDSHAKE:
+            handler: Any = entryPoint.tlsFactory().buildProtocol(self.addr)
+        else:
+            handler = entryPoint.site.buildProtocol(self.addr)
+        _handOver(self.transport, handler, data)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+def _handOver(transport: Any, handler: Any, data: bytes) -> None:
+    """
+    Make C{handler} the protocol of C{transport} and give it C{data}.
+    """
+    transport.protocol = handler
+    handler.makeConnection(transport)
+    if data:
+        handler.dataReceived(data)
 
 
 class ListenError(Exception):
