@@ -226,15 +226,19 @@ class EntryPointService(service.Service):
     def sites(self) -> tuple[HTTPSite, HTTPSite]:
         return (self.site, self.secureSite)
 
-    def wantsTLS(self) -> bool:
+    def wantsSwitch(self) -> bool:
         """
         Whether connections must be told apart by their first bytes: when
-        the current runtime has TLS routers on this entrypoint (or a TLS
-        terminator was set).
+        the current runtime has TLS routers or TCP routers on this entrypoint
+        (or a TLS terminator was set).
         """
         if self.tlsCreator is not None:
             return True
-        return bool(self.runtime.table(self.entryPointName).secure)
+        runtime = self.runtime
+        if runtime.table(self.entryPointName).secure:
+            return True
+        tcpTable = getattr(runtime, "tcpTable", None)
+        return tcpTable is not None and bool(tcpTable(self.entryPointName))
 
     def tlsFactory(self) -> TLSMemoryBIOFactory:
         """
@@ -438,7 +442,7 @@ class _EntryPointFactory(protocol.Factory):
 
     def buildProtocol(self, addr: Any) -> protocol.Protocol:
         entryPoint = self.entryPoint
-        if entryPoint.wantsTLS():
+        if entryPoint.wantsSwitch():
             return _Switch(entryPoint, addr)
         return entryPoint.site.buildProtocol(addr)
 
@@ -449,15 +453,18 @@ _TLS_HANDSHAKE = 0x16
 
 class _Switch(protocol.Protocol):
     """
-    Holds a new connection until its first bytes arrive, then hands it to
-    TLS termination (a ClientHello) or to a plain HTTP channel (anything
-    else), replaying what it read.
+    Holds a new connection until its first bytes tell what it is, then hands
+    it over, replaying what it read: to a TCP router's service when one
+    matches (TCP routers come first, as in Traefik), else to TLS termination
+    (a ClientHello) or to a plain HTTP channel (anything else).
     """
 
     def __init__(self, entryPoint: EntryPointService, addr: Any) -> None:
         self.entryPoint = entryPoint
         self.addr = addr
         self.timer: Any = None
+        self.buffer = b""
+        self.runtime = entryPoint.runtime
 
     def connectionMade(self) -> None:
         timeout = self.entryPoint.site.settings.readTimeout
@@ -469,20 +476,35 @@ class _Switch(protocol.Protocol):
         self.transport.abortConnection()
 
     def dataReceived(self, data: bytes) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.buffer += data
+        buffer = self.buffer
         entryPoint = self.entryPoint
-        if data[0] == _TLS_HANDSHAKE:
+        tcpTable = getattr(self.runtime, "tcpTable", None)
+        if tcpTable is not None and tcpTable(entryPoint.entryPointName):
+            from relayd.proxy.tcp import dispatch
+
+            # True: a TCP router took the connection; None: more bytes are
+            # needed to decide (a ClientHello split over reads); False: HTTP.
+            taken = dispatch(entryPoint, self, buffer)
+            if taken is None:
+                return
+            if taken:
+                self._stopTimer()
+                return
+        self._stopTimer()
+        if buffer[0] == _TLS_HANDSHAKE:
             handler: Any = entryPoint.tlsFactory().buildProtocol(self.addr)
         else:
             handler = entryPoint.site.buildProtocol(self.addr)
-        _handOver(self.transport, handler, data)
+        _handOver(self.transport, handler, buffer)
 
-    def connectionLost(self, reason: Any = None) -> None:
+    def _stopTimer(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self._stopTimer()
 
 
 def _handOver(transport: Any, handler: Any, data: bytes) -> None:
