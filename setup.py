@@ -31,6 +31,8 @@ setup(
         "zope.interface>=6",
         "attrs>=23.1",
         "pyyaml>=6",
+        # HTTP/2 toward clients (ALPN h2 on TLS entrypoints).
+        "h2>=4.1",
         # The basicAuth middleware's bcrypt hashes.
         "bcrypt>=4.1",
     ],

@@ -217,6 +217,7 @@ class EntryPointService(service.Service):
         router = Router(self)
         self.site = HTTPSite(router, channelSettings(config), reactor, clientIP=_clientIP)
         self.secureSite = HTTPSite(router, channelSettings(config, secure=True), reactor, clientIP=_clientIP)
+        self.secureSite.maxConcurrentStreams = config.http2.maxConcurrentStreams or 250
         # What TLS connections are terminated with: by default the current
         # runtime's certificates and options, chosen at handshake time.
         self.tlsCreator: Any = None
@@ -242,15 +243,15 @@ class EntryPointService(service.Service):
 
     def tlsFactory(self) -> TLSMemoryBIOFactory:
         """
-        What terminates a TLS connection: the TLS protocol over an HTTP
-        channel of the secure site.
+        What terminates a TLS connection: the TLS protocol over an HTTP/1.1
+        or HTTP/2 channel of the secure site, as ALPN decides.
         """
         creator = self.tlsCreator
         if creator is None:
             from relayd.tls.store import serverConnectionCreator
 
             creator = serverConnectionCreator(lambda: self.runtime.tls)
-        return TLSMemoryBIOFactory(creator, False, self.secureSite)
+        return TLSMemoryBIOFactory(creator, False, _NegotiatorFactory(self.secureSite))
 
     def trusts(self, clientIP: str) -> bool:
         if self._trustAll:
@@ -505,6 +506,40 @@ class _Switch(protocol.Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self._stopTimer()
+
+
+class _NegotiatorFactory(protocol.Factory):
+    noisy = False
+
+    def __init__(self, site: HTTPSite) -> None:
+        self.site = site
+
+    def buildProtocol(self, addr: Any) -> _Negotiator:
+        return _Negotiator(self.site, addr)
+
+
+class _Negotiator(protocol.Protocol):
+    """
+    The first protocol over a TLS connection: once the handshake is done and
+    the first bytes arrive, an HTTP/2 channel if ALPN chose C{h2}, else an
+    HTTP/1.1 channel.
+    """
+
+    def __init__(self, site: HTTPSite, addr: Any) -> None:
+        self.site = site
+        self.addr = addr
+
+    def dataReceived(self, data: bytes) -> None:
+        tls = self.transport
+        if getattr(tls, "negotiatedProtocol", None) == b"h2":
+            from relayd.proxy.h2 import H2Channel
+
+            handler: Any = H2Channel(self.site)
+        else:
+            handler = self.site.buildProtocol(self.addr)
+        tls.wrappedProtocol = handler
+        handler.makeConnection(tls)
+        handler.dataReceived(data)
 
 
 def _handOver(transport: Any, handler: Any, data: bytes) -> None:

@@ -830,7 +830,9 @@ class HTTPSite(protocol.Factory):
         self.settings = settings
         self.clock = clock
         self.clientIP = clientIP
-        self.channels: set[HTTPChannel] = set()
+        self.channels: set[Any] = set()
+        # For HTTP/2 connections (entryPoints.<name>.http2.maxConcurrentStreams).
+        self.maxConcurrentStreams = 250
         # Connections upgraded to another protocol (WebSocket relays), which
         # shutdown closes after graceTimeOut.
         self.tunnels: set[Any] = set()
