@@ -70,7 +70,7 @@ class HTTP2Tests(ProxyTestCase):
                 raise AssertionError("curl is missing (tests/install-deps.sh installs it)")
             raise SkipTest("curl is not installed")
 
-    def start(self, extra: dict[str, Any] | None = None, urls: list[str] | None = None) -> Any:
+    def start(self, extra: dict[str, Any] | None = None, urls: list[str] | None = None, entryPoint: dict[str, Any] | None = None) -> Any:
         if urls is None:
             site = server.Site(_Origin())
             site.noisy = False
@@ -83,7 +83,7 @@ class HTTP2Tests(ProxyTestCase):
         }
         for key, value in (extra or {}).items():
             http.setdefault(key, {}).update(value)
-        ep = self.startProxy({"http": http})
+        ep = self.startProxy({"http": http}, entryPoint=entryPoint)
         authority = pki()
         ep.tlsCreator = CertificateOptions(
             privateKey=crypto.load_privatekey(crypto.FILETYPE_PEM, authority.serverKeyPEM),
@@ -183,3 +183,50 @@ class HTTP2Tests(ProxyTestCase):
         self.assertTrue(missing.stdout.startswith(b"HTTP/2 404"), missing.stdout[:100])
         dead = yield threads.deferToThread(curl, "--http2", "-i", f"{self.base}/dead")
         self.assertTrue(dead.stdout.startswith(b"HTTP/2 502"), dead.stdout[:100])
+
+    @defer.inlineCallbacks
+    def test_idleConnectionClosed(self):
+        """
+        An HTTP/2 connection without streams for the entrypoint's idleTimeout
+        gets a GOAWAY and is closed; one with a request in between is not
+        closed early.
+        """
+        import socket
+        import ssl
+        import time
+
+        import h2.connection
+        import h2.events
+
+        ep = self.start(entryPoint={"transport": {"respondingTimeouts": {"idleTimeout": "600ms"}}})
+
+        def client() -> Any:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            context.set_alpn_protocols(["h2"])
+            sock = context.wrap_socket(socket.create_connection(("127.0.0.1", ep.port), timeout=5))
+            assert sock.selected_alpn_protocol() == "h2"
+            conn = h2.connection.H2Connection()
+            conn.initiate_connection()
+            sock.sendall(conn.data_to_send())
+            started = time.monotonic()
+            events: list[Any] = []
+            # One request after 300 ms keeps the connection busy for a moment.
+            time.sleep(0.3)
+            conn.send_headers(1, [(":method", "GET"), (":path", "/bytes?n=10"), (":scheme", "https"), (":authority", "x")], end_stream=True)
+            sock.sendall(conn.data_to_send())
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    return time.monotonic() - started, [type(e).__name__ for e in events]
+                events.extend(conn.receive_data(data))
+                pending = conn.data_to_send()
+                if pending:
+                    sock.sendall(pending)
+
+        elapsed, events = yield threads.deferToThread(client)
+        self.assertIn("ResponseReceived", events)
+        self.assertIn("ConnectionTerminated", events)
+        self.assertGreater(elapsed, 0.85)
+        self.assertLess(elapsed, 3)

@@ -230,6 +230,7 @@ class H2Channel(protocol.Protocol):
         self.peer = self.transport.getPeer()
         self.clientIP = self.site.clientIP(self.peer)
         self.site.channels.add(self)
+        self._idle()
         h2 = self.h2
         h2.initiate_connection()
         h2.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: self.site.maxConcurrentStreams})
@@ -316,6 +317,7 @@ class H2Channel(protocol.Protocol):
             fields[b"host"] = [authority]
         stream = H2Stream(self, streamID)
         self.streams[streamID] = stream
+        self.readDeadline = 0.0
         request = H2Request(stream, method, path, headers)
         stream.request = request
         lengths = fields.get(b"content-length")
@@ -408,8 +410,11 @@ class H2Channel(protocol.Protocol):
                 self.reset(streamID, ErrorCodes.NO_ERROR)
                 return
             self.streams.pop(streamID, None)
-            if self.closing and not self.streams and not self.closed:
-                self.transport.loseConnection()
+            if not self.streams:
+                if self.closing and not self.closed:
+                    self.transport.loseConnection()
+                else:
+                    self._idle()
 
     def reset(self, streamID: int, code: ErrorCodes) -> None:
         stream = self.streams.pop(streamID, None)
@@ -454,8 +459,23 @@ class H2Channel(protocol.Protocol):
         self.closed = True
         self.transport.abortConnection()
 
+    # -- timeouts (checked by the site's sweeper) --
+
     readDeadline = 0.0
     writeDeadline = 0.0
 
+    def _idle(self) -> None:
+        timeout = self.site.settings.idleTimeout
+        if timeout:
+            self.readDeadline = self.site.clock.seconds() + timeout
+
     def checkDeadlines(self, now: float) -> None:
-        pass
+        """
+        A connection without streams for the entrypoint's idleTimeout is
+        closed (GOAWAY first).
+        """
+        if self.readDeadline and now >= self.readDeadline:
+            self.readDeadline = 0.0
+            if not self.streams:
+                self.close()
+                self.transport.loseConnection()
