@@ -46,6 +46,7 @@ MIDDLEWARE_BUILDERS: dict[str, MiddlewareBuilder | str] = {
     "headers": "relayd.middlewares.headers:buildHeaders",
     "buffering": "relayd.middlewares.buffering:buildBuffering",
     "basicAuth": "relayd.middlewares.auth:buildBasicAuth",
+    "passTLSClientCert": "relayd.middlewares.tlsclientcert:buildPassTLSClientCert",
 }
 
 

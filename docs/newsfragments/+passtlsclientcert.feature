@@ -1,0 +1,1 @@
+The passTLSClientCert middleware works: the client certificates of a mutual TLS connection (HTTP/1.1 and HTTP/2) go to the backend in X-Forwarded-Tls-Client-Cert (pem) and X-Forwarded-Tls-Client-Cert-Info (info: subject, issuer, serial number, validity and alternative names), in the formats Traefik uses.
