@@ -471,6 +471,11 @@ class _Switch(protocol.Protocol):
         timeout = self.entryPoint.site.settings.readTimeout
         if timeout:
             self.timer = self.entryPoint.reactor.callLater(timeout, self._timedOut)
+        from relayd.proxy.tcp import dispatchEarly
+
+        # Server-first protocols: only plain TCP routers on the entrypoint.
+        if dispatchEarly(self.entryPoint, self):
+            self._stopTimer()
 
     def _timedOut(self) -> None:
         self.timer = None

@@ -334,7 +334,9 @@ class TCPLoadBalancer:
     servers: tuple[TCPServer, ...] = ()
     serversTransport: str = ""
     proxyProtocol: ProxyProtocol | None = None
-    terminationDelay: Duration | None = None
+    # Deprecated in Traefik, and unlike the serversTransport key a number of
+    # milliseconds.
+    terminationDelay: int | None = None
     healthCheck: TCPHealthCheck | None = None
 
 

@@ -90,9 +90,24 @@ class Runtime:
     udpServices: Mapping[str, ObjectInfo]
     routes: Mapping[str, RouteTable]
     providerErrors: Mapping[str, tuple[ConfigError, ...]] = attrs.field(factory=dict)
+    # relayd.runtime.tcp: TCPTable and UDPRoute by entrypoint.
+    tcpRoutes: Mapping[str, Any] = attrs.field(factory=dict)
+    udpRoutes: Mapping[str, Any] = attrs.field(factory=dict)
 
     def table(self, entryPoint: str) -> RouteTable:
         return self.routes.get(entryPoint, _EMPTY_TABLE)
+
+    def tcpTable(self, entryPoint: str) -> Any:
+        """
+        The TCP routes of an entrypoint; None or a false table when it has none.
+        """
+        return self.tcpRoutes.get(entryPoint)
+
+    def udpRoute(self, entryPoint: str) -> Any:
+        """
+        The UDP router serving an entrypoint, or None.
+        """
+        return self.udpRoutes.get(entryPoint)
 
 
 _EMPTY_TABLE = RouteTable()
@@ -234,6 +249,9 @@ def build(
 
     tcpRouters, tcpServices = _buildTCP(config, static, tcpEntryPoints, asDefault, syntaxDefault)
     udpRouters, udpServices = _buildUDP(config, udpEntryPoints)
+    from relayd.runtime.tcp import buildLayer4
+
+    layer4 = buildLayer4(context, config, tcpRouters, tcpServices, udpRouters, udpServices, routesByEntryPoint)
 
     # Services and middlewares nobody uses are still built, so their errors show.
     for info in context.services.values():
@@ -266,9 +284,9 @@ def build(
         middlewares=context.middlewares,
         tcpRouters=tcpRouters,
         tcpServices=tcpServices,
-        tcpMiddlewares={
-            n: ObjectInfo(name=n, kind=m.kind(), config=m) for n, m in config.tcp.middlewares.items()
-        },
+        tcpMiddlewares=layer4.tcpMiddlewares,
+        tcpRoutes=layer4.tcp,
+        udpRoutes=layer4.udp,
         udpRouters=udpRouters,
         udpServices=udpServices,
         routes={ep: RouteTable.build(routes) for ep, routes in routesByEntryPoint.items()},

@@ -1,0 +1,504 @@
+"""
+Tests for TCP routers end to end: real loopback sockets between Python
+clients (plain and ssl), relayd's entrypoint, and real TCP and TLS servers.
+Every blocking client runs in a thread with socket timeouts, so every wait is
+bounded.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import socket
+import ssl
+import struct
+import threading
+import time
+from typing import Any, Callable
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from twisted.internet import defer, protocol, reactor, threads
+from twisted.internet import ssl as tssl
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.trial.unittest import TestCase
+from zope.interface import implementer
+
+from relayd.config.dynamic import decodeDynamic
+from relayd.config.loader import effective
+from relayd.config.schema import decode
+from relayd.config.static import StaticConfig
+from relayd.entrypoints import EntryPointService
+from relayd.providers.base import ProviderUpdate
+from relayd.watcher import Watcher
+from tests.helpers import startBackend
+
+TIMEOUT = 5.0
+
+
+# -- certificates: a CA and one certificate per name --
+
+
+class PKI:
+    def __init__(self) -> None:
+        self.caKey = ec.generate_private_key(ec.SECP256R1())
+        self.caName = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relayd tcp test CA")])
+        self.ca = self._sign(self.caName, self.caKey, ca=True)
+        self.caPEM = self.ca.public_bytes(serialization.Encoding.PEM)
+        self._issued: dict[str, tuple[bytes, bytes]] = {}
+
+    def _sign(self, subject: x509.Name, key: Any, ca: bool = False, names: list[str] = ()) -> x509.Certificate:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.caName if not ca else subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+        return builder.sign(self.caKey, hashes.SHA256())
+
+    def issue(self, name: str) -> tuple[bytes, bytes]:
+        """
+        A certificate and key (PEM) for C{name}, signed by the CA.
+        """
+        if name not in self._issued:
+            key = ec.generate_private_key(ec.SECP256R1())
+            cert = self._sign(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]), key, names=[name])
+            self._issued[name] = (
+                cert.public_bytes(serialization.Encoding.PEM),
+                key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+            )
+        return self._issued[name]
+
+    def serverOptions(self, name: str) -> Any:
+        cert, key = self.issue(name)
+        certificate = tssl.PrivateCertificate.loadPEM(cert + key)
+        # Twisted refuses a handshake whose ALPN offer it cannot meet.
+        return tssl.CertificateOptions(
+            privateKey=certificate.privateKey.original,
+            certificate=certificate.original,
+            acceptableProtocols=[b"x-first", b"x-second", b"x-zero", b"h2", b"http/1.1"],
+        )
+
+    def clientContext(self, alpn: list[str] | None = None) -> ssl.SSLContext:
+        context = ssl.create_default_context(cadata=self.caPEM.decode())
+        if alpn:
+            context.set_alpn_protocols(alpn)
+        return context
+
+
+_pki: list[PKI] = []
+
+
+def pki() -> PKI:
+    if not _pki:
+        _pki.append(PKI())
+    return _pki[0]
+
+
+# -- servers --
+
+
+@implementer(IHalfCloseableProtocol)
+class _ServerConnection(protocol.Protocol):
+    """
+    Says its server's name on connect, then echoes; records what it got.
+    """
+
+    def connectionMade(self) -> None:
+        self.received = b""
+        self.eof = False
+        self.peer = self.transport.getPeer()
+        self.factory.connections.append(self)
+        if self.factory.banner:
+            self.transport.write(self.factory.name.encode() + b"\n")
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if self.factory.echo:
+            self.transport.write(data)
+
+    def readConnectionLost(self) -> None:
+        self.eof = True
+        reply = self.factory.onEOF
+        if reply is not None:
+            reactor.callLater(self.factory.replyDelay, reply, self)
+        else:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Any) -> None:
+        self.factory.closed.append(self)
+
+
+class Server(protocol.Factory):
+    def __init__(self, name: str, banner: bool = True, echo: bool = True) -> None:
+        self.name = name
+        self.banner = banner
+        self.echo = echo
+        self.onEOF: Callable[[Any], None] | None = None
+        self.replyDelay = 0.0
+        self.connections: list[_ServerConnection] = []
+        self.closed: list[_ServerConnection] = []
+        self.protocol = _ServerConnection
+
+
+def listen(testCase: TestCase, factory: protocol.Factory, tlsName: str | None = None) -> int:
+    if tlsName is None:
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    else:
+        port = reactor.listenSSL(0, factory, pki().serverOptions(tlsName), interface="127.0.0.1")
+    testCase.addCleanup(port.stopListening)
+    return port.getHost().port
+
+
+# -- clients (blocking, in threads) --
+
+
+def inThread(fn: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
+    return threads.deferToThread(fn, *args)
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+
+
+def readLine(sock: Any) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def readAll(sock: Any) -> bytes:
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, ssl.SSLError):
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def readExactly(sock: Any, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(min(65536, count - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def closedWithoutData(port: int, send: bytes = b"") -> bool:
+    """
+    Whether relayd closes a new connection without sending anything.
+    """
+    with connect(port) as sock:
+        if send:
+            try:
+                sock.sendall(send)
+            except OSError:
+                return True
+        try:
+            return sock.recv(100) == b""
+        except ConnectionResetError:
+            return True
+
+
+def tlsExchange(port: int, serverName: str, alpn: list[str] | None = None, payload: bytes = b"ping\n") -> dict[str, Any]:
+    """
+    A TLS connection through relayd that verifies the server's certificate
+    for C{serverName} against the test CA; returns what the server said.
+    """
+    context = pki().clientContext(alpn)
+    with context.wrap_socket(connect(port), server_hostname=serverName) as sock:
+        banner = readLine(sock)
+        sock.sendall(payload)
+        echo = readExactly(sock, len(payload))
+        subject = dict(x[0] for x in sock.getpeercert()["subject"])
+        return {"banner": banner, "echo": echo, "commonName": subject["commonName"], "alpn": sock.selected_alpn_protocol()}
+
+
+def plainExchange(port: int, payload: bytes = b"ping\n") -> tuple[bytes, bytes]:
+    with connect(port) as sock:
+        banner = readLine(sock)
+        sock.sendall(payload)
+        return banner, readExactly(sock, len(payload))
+
+
+def httpGet(port: int, host: str, prefix: bytes = b"", path: str = "/") -> tuple[int, dict[str, Any] | bytes]:
+    """
+    A plain HTTP/1.1 request (after C{prefix}, such as a PROXY header);
+    returns the status and the JSON body of a test backend (or the raw body).
+    """
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+    with connect(port) as sock:
+        sock.sendall(prefix + request)
+        response = readAll(sock)
+    head, _, body = response.partition(b"\r\n\r\n")
+    status = int(head.split(b" ")[1])
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body
+
+
+# -- PROXY protocol headers, parsed here independently of relayd --
+
+
+def parseProxyHeader(data: bytes) -> tuple[int, tuple[str, int], tuple[str, int], bytes]:
+    """
+    (version, source, destination, rest) of data that starts with a PROXY
+    header.
+    """
+    if data.startswith(b"PROXY "):
+        line, _, rest = data.partition(b"\r\n")
+        _, family, src, dst, sport, dport = line.decode().split(" ")
+        assert family in ("TCP4", "TCP6"), family
+        return 1, (src, int(sport)), (dst, int(dport)), rest
+    signature = b"\r\n\r\n\x00\r\nQUIT\n"
+    assert data.startswith(signature), data[:16]
+    verCmd, family, length = struct.unpack("!BBH", data[12:16])
+    assert verCmd == 0x21, verCmd
+    block = data[16 : 16 + length]
+    if family == 0x11:
+        src, dst, sport, dport = struct.unpack("!4s4sHH", block[:12])
+    else:
+        assert family == 0x21, family
+        src, dst, sport, dport = struct.unpack("!16s16sHH", block[:36])
+    host = lambda raw: str(ipaddress.ip_address(raw))  # noqa: E731
+    return 2, (host(src), sport), (host(dst), dport), data[16 + length :]
+
+
+class TCPTestCase(TestCase):
+    """
+    Starts relayd's entrypoints in process, on a watcher fed with a dynamic
+    configuration.
+    """
+
+    def start(self, dynamic: dict[str, Any], entryPoints: dict[str, Any] | None = None, static: dict[str, Any] | None = None) -> dict[str, EntryPointService]:
+        entryPoints = entryPoints or {"tcp": {"address": "127.0.0.1:0"}}
+        raw = {"entryPoints": entryPoints, "providers": {"providersThrottleDuration": "0s"}}
+        raw.update(static or {})
+        config, errors = decode(StaticConfig, raw)
+        self.assertFalse(errors)
+        config = effective(config)
+        self.watcher = Watcher(reactor, config, reactor=reactor)
+        self.update(dynamic)
+        services = {}
+        for name in entryPoints:
+            ep = EntryPointService(name, config.entryPoints[name], reactor, self.watcher.runtime)
+            self.watcher.addListener(ep.swap)
+            ep.startService()
+            self.addCleanup(ep.stopService)
+            services[name] = ep
+        self.addCleanup(self.watcher.stop)
+        return services
+
+    def update(self, dynamic: dict[str, Any]) -> None:
+        self.watcher.update(ProviderUpdate("file", decodeDynamic(dynamic)))
+
+    def waitFor(self, condition: Callable[[], bool], timeout: float = TIMEOUT) -> defer.Deferred[None]:
+        """
+        Fire once C{condition()} holds; fail after C{timeout} seconds.
+        """
+        deadline = time.monotonic() + timeout
+        d: defer.Deferred[None] = defer.Deferred()
+
+        def check() -> None:
+            if condition():
+                d.callback(None)
+            elif time.monotonic() > deadline:
+                d.errback(AssertionError("condition not reached in time"))
+            else:
+                reactor.callLater(0.02, check)
+
+        check()
+        return d
+
+
+def tcpConfig(routers: dict[str, Any], services: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    tcp = {"routers": routers, "services": services}
+    tcp.update(extra)
+    return {"tcp": tcp}
+
+
+def lb(*ports: int, **options: Any) -> dict[str, Any]:
+    servers = [{"address": f"127.0.0.1:{p}"} for p in ports]
+    config: dict[str, Any] = {"servers": servers}
+    config.update(options)
+    return {"loadBalancer": config}
+
+
+class PlainTCPTests(TCPTestCase):
+    @defer.inlineCallbacks
+    def test_echoThroughCatchAll(self):
+        """
+        A HostSNI(`*`) router relays a plain TCP connection both ways, bytes
+        unchanged, a megabyte included.
+        """
+        server = Server("one")
+        port = listen(self, server)
+        ep = self.start(tcpConfig({"r": {"rule": "HostSNI(`*`)", "service": "s"}}, {"s": lb(port)}))["tcp"]
+        payload = bytes(range(256)) * 4096
+
+        def exchange() -> tuple[bytes, bytes]:
+            with connect(ep.port) as sock:
+                banner = readLine(sock)
+                sender = threading.Thread(target=sock.sendall, args=(payload,))
+                sender.start()
+                echoed = readExactly(sock, len(payload))
+                sender.join(TIMEOUT)
+                return banner, echoed
+
+        banner, echoed = yield inThread(exchange)
+        self.assertEqual(banner, b"one\n")
+        self.assertEqual(echoed, payload)
+
+    @defer.inlineCallbacks
+    def test_serverSpeaksFirst(self):
+        """
+        With only plain TCP routers on the entrypoint, a connection is
+        routed before the client sends anything, so the server's greeting
+        arrives first.
+        """
+        port = listen(self, Server("greeter"))
+        ep = self.start(tcpConfig({"r": {"rule": "HostSNI(`*`)", "service": "s"}}, {"s": lb(port)}))["tcp"]
+
+        def greeting() -> bytes:
+            with connect(ep.port) as sock:
+                return readLine(sock)
+
+        self.assertEqual((yield inThread(greeting)), b"greeter\n")
+
+    @defer.inlineCallbacks
+    def test_loadBalancerAndWeighted(self):
+        """
+        A load balancer alternates between its servers, and a weighted
+        service spreads connections over its children by weight (3:1).
+        """
+        a, b, c = Server("a"), Server("b"), Server("c")
+        pa, pb, pc = listen(self, a), listen(self, b), listen(self, c)
+        ep = self.start(
+            tcpConfig(
+                {"r": {"rule": "HostSNI(`*`)", "service": "w"}},
+                {
+                    "w": {"weighted": {"services": [{"name": "ab", "weight": 3}, {"name": "c", "weight": 1}]}},
+                    "ab": lb(pa, pb),
+                    "c": lb(pc),
+                },
+            )
+        )["tcp"]
+
+        def banners() -> list[bytes]:
+            result = []
+            for _ in range(8):
+                with connect(ep.port) as sock:
+                    result.append(readLine(sock).strip())
+            return result
+
+        seen = yield inThread(banners)
+        self.assertEqual(sorted(seen), [b"a"] * 3 + [b"b"] * 3 + [b"c"] * 2)
+        self.assertEqual(seen[:2], [b"a", b"b"])
+
+    @defer.inlineCallbacks
+    def test_unreachableServerClosesClient(self):
+        """
+        A server that refuses the connection makes relayd close the client's.
+        """
+        (port,) = _freePorts(1)
+        ep = self.start(tcpConfig({"r": {"rule": "HostSNI(`*`)", "service": "s"}}, {"s": lb(port)}))["tcp"]
+        self.assertTrue((yield inThread(closedWithoutData, ep.port)))
+        yield self.waitFor(lambda: not ep.site.tunnels)
+
+    @defer.inlineCallbacks
+    def test_clientIPMatcher(self):
+        """
+        ClientIP routes plain connections by the client's address.
+        """
+        a, b = Server("a"), Server("b")
+        pa, pb = listen(self, a), listen(self, b)
+        ep = self.start(
+            tcpConfig(
+                {
+                    "other": {"rule": "ClientIP(`10.0.0.0/8`)", "service": "a"},
+                    "local": {"rule": "ClientIP(`127.0.0.1`)", "service": "b"},
+                },
+                {"a": lb(pa), "b": lb(pb)},
+            )
+        )["tcp"]
+        banner, _ = yield inThread(plainExchange, ep.port)
+        self.assertEqual(banner, b"b\n")
+
+    @defer.inlineCallbacks
+    def test_reloadLeavesConnectionsAlone(self):
+        """
+        A connection keeps its server after a reload that removes its
+        router; new connections follow the new configuration.
+        """
+        server = Server("old")
+        port = listen(self, server)
+        ep = self.start(tcpConfig({"r": {"rule": "HostSNI(`*`)", "service": "s"}}, {"s": lb(port)}))["tcp"]
+        sock = yield inThread(connect, ep.port)
+        self.addCleanup(sock.close)
+        self.assertEqual((yield inThread(readLine, sock)), b"old\n")
+        backend = startBackend("http")[0]
+        self.addCleanup(backend.stopListening)
+        self.update(
+            {
+                "http": {
+                    "routers": {"h": {"rule": "PathPrefix(`/`)", "service": "h"}},
+                    "services": {"h": {"loadBalancer": {"servers": [{"url": f"http://127.0.0.1:{backend.getHost().port}"}]}}},
+                }
+            }
+        )
+        self.assertIsNone(self.watcher.runtime.tcpTable("tcp"))
+        status, body = yield inThread(httpGet, ep.port, "x")
+        self.assertEqual((status, body["backend"]), (200, "http"))
+        yield inThread(sock.sendall, b"still here\n")
+        self.assertEqual((yield inThread(readExactly, sock, 11)), b"still here\n")
+
+    @defer.inlineCallbacks
+    def test_shutdownClosesRelaysAfterGrace(self):
+        """
+        At shutdown an open relay is waited for up to graceTimeOut, then
+        both of its connections are closed.
+        """
+        server = Server("s")
+        port = listen(self, server)
+        ep = self.start(
+            tcpConfig({"r": {"rule": "HostSNI(`*`)", "service": "s"}}, {"s": lb(port)}),
+            entryPoints={"tcp": {"address": "127.0.0.1:0", "transport": {"lifeCycle": {"graceTimeOut": "0.3s"}}}},
+        )["tcp"]
+        sock = yield inThread(connect, ep.port)
+        self.addCleanup(sock.close)
+        yield inThread(readLine, sock)
+        started = time.monotonic()
+        yield ep.stopService()
+        self.assertGreaterEqual(time.monotonic() - started, 0.25)
+        self.assertEqual((yield inThread(readAll, sock)), b"")
+        yield self.waitFor(lambda: len(server.closed) == 1)
+
+
+def _freePorts(count: int) -> list[int]:
+    from tests.helpers import freePorts
+
+    return freePorts(count)
+
