@@ -502,3 +502,235 @@ def _freePorts(count: int) -> list[int]:
 
     return freePorts(count)
 
+
+class PassthroughTests(TCPTestCase):
+    def twoTLSServers(self) -> tuple[Server, Server, int, int]:
+        a, b = Server("a"), Server("b")
+        return a, b, listen(self, a, tlsName="a.test"), listen(self, b, tlsName="b.example.org")
+
+    @defer.inlineCallbacks
+    def test_passthroughBySNI(self):
+        """
+        Passthrough routers pick the server by SNI (HostSNI, HostSNIRegexp)
+        without terminating TLS: the client verifies each server's own
+        certificate through relayd.
+        """
+        a, b, pa, pb = self.twoTLSServers()
+        ep = self.start(
+            tcpConfig(
+                {
+                    "a": {"rule": "HostSNI(`a.test`)", "service": "a", "tls": {"passthrough": True}},
+                    "b": {"rule": "HostSNIRegexp(`^b\\.example\\.(org|net)$`)", "service": "b", "tls": {"passthrough": True}},
+                },
+                {"a": lb(pa), "b": lb(pb)},
+            )
+        )["tcp"]
+        first = yield inThread(tlsExchange, ep.port, "a.test")
+        second = yield inThread(tlsExchange, ep.port, "b.example.org")
+        self.assertEqual((first["banner"], first["commonName"], first["echo"]), (b"a\n", "a.test", b"ping\n"))
+        self.assertEqual((second["banner"], second["commonName"]), (b"b\n", "b.example.org"))
+
+    @defer.inlineCallbacks
+    def test_sniIsMatchedLowerCased(self):
+        """
+        The SNI is matched lower-cased, as Traefik does.
+        """
+        a, b, pa, pb = self.twoTLSServers()
+        ep = self.start(
+            tcpConfig(
+                {"a": {"rule": "HostSNI(`a.test`)", "service": "a", "tls": {"passthrough": True}}},
+                {"a": lb(pa)},
+            )
+        )["tcp"]
+
+        def mixedCase() -> bytes:
+            context = pki().clientContext()
+            context.check_hostname = False
+            with context.wrap_socket(connect(ep.port), server_hostname="A.Test") as sock:
+                return readLine(sock)
+
+        self.assertEqual((yield inThread(mixedCase)), b"a\n")
+
+    @defer.inlineCallbacks
+    def test_alpnMatcher(self):
+        """
+        ALPN routes TLS connections by the protocols the client offers.
+        """
+        a, b, pa, pb = self.twoTLSServers()
+        ep = self.start(
+            tcpConfig(
+                {
+                    "x": {"rule": "HostSNI(`a.test`) && ALPN(`x-first`)", "service": "a", "tls": {"passthrough": True}},
+                    "y": {"rule": "ALPN(`x-second`)", "service": "b", "tls": {"passthrough": True}},
+                },
+                {"a": lb(pa), "b": lb(pb)},
+            )
+        )["tcp"]
+
+        def banner(protocols: list[str]) -> bytes:
+            context = pki().clientContext(protocols)
+            context.check_hostname = False
+            with context.wrap_socket(connect(ep.port), server_hostname="a.test") as sock:
+                return readLine(sock)
+
+        self.assertEqual((yield inThread(banner, ["x-first"])), b"a\n")
+        self.assertEqual((yield inThread(banner, ["x-zero", "x-second"])), b"b\n")
+
+    @defer.inlineCallbacks
+    def test_priorityAndCatchAll(self):
+        """
+        Routes are tried by priority (rule length unless set); a TLS
+        HostSNI(`*`) catch-all takes what no other router matches.
+        """
+        a, b, pa, pb = self.twoTLSServers()
+        ep = self.start(
+            tcpConfig(
+                {
+                    "regexp": {"rule": "HostSNIRegexp(`\\.test$`)", "service": "b", "tls": {"passthrough": True}},
+                    "exact": {"rule": "HostSNI(`a.test`)", "service": "a", "tls": {"passthrough": True}, "priority": 100},
+                    "all": {"rule": "HostSNI(`*`)", "service": "b", "tls": {"passthrough": True}},
+                },
+                {"a": lb(pa), "b": lb(pb)},
+            )
+        )["tcp"]
+
+        def banner(name: str) -> bytes:
+            context = pki().clientContext()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            with context.wrap_socket(connect(ep.port), server_hostname=name) as sock:
+                return readLine(sock)
+
+        self.assertEqual((yield inThread(banner, "a.test")), b"a\n")
+        self.assertEqual((yield inThread(banner, "z.test")), b"b\n")
+        self.assertEqual((yield inThread(banner, "elsewhere.org")), b"b\n")
+
+    @defer.inlineCallbacks
+    def test_plainHTTPBesidePassthrough(self):
+        """
+        With only a passthrough router on an entrypoint, plain HTTP still
+        reaches the HTTP routers, and plain bytes match no TLS router.
+        """
+        a, b, pa, pb = self.twoTLSServers()
+        backend = startBackend("web")[0]
+        self.addCleanup(backend.stopListening)
+        config = tcpConfig(
+            {"a": {"rule": "HostSNI(`a.test`)", "service": "a", "tls": {"passthrough": True}}},
+            {"a": lb(pa)},
+        )
+        config["http"] = {
+            "routers": {"web": {"rule": "Host(`web.test`)", "service": "web"}},
+            "services": {"web": {"loadBalancer": {"servers": [{"url": f"http://127.0.0.1:{backend.getHost().port}"}]}}},
+        }
+        ep = self.start(config)["tcp"]
+        status, body = yield inThread(httpGet, ep.port, "web.test")
+        self.assertEqual((status, body["backend"]), (200, "web"))
+        result = yield inThread(tlsExchange, ep.port, "a.test")
+        self.assertEqual(result["banner"], b"a\n")
+
+    @defer.inlineCallbacks
+    def test_plainAndTLSRoutersTogether(self):
+        """
+        On an entrypoint with both, a TLS connection goes to the TLS router
+        and a plain one to the plain HostSNI(`*`) router (after it sends).
+        """
+        a, b, pa, pb = self.twoTLSServers()
+        plain = Server("plain")
+        pp = listen(self, plain)
+        ep = self.start(
+            tcpConfig(
+                {
+                    "a": {"rule": "HostSNI(`a.test`)", "service": "a", "tls": {"passthrough": True}},
+                    "plain": {"rule": "HostSNI(`*`)", "service": "plain"},
+                },
+                {"a": lb(pa), "plain": lb(pp)},
+            )
+        )["tcp"]
+        result = yield inThread(tlsExchange, ep.port, "a.test")
+        self.assertEqual(result["banner"], b"a\n")
+
+        def plainFirst() -> bytes:
+            with connect(ep.port) as sock:
+                sock.sendall(b"hello\n")
+                return readLine(sock) + readLine(sock)
+
+        self.assertEqual((yield inThread(plainFirst)), b"plain\nhello\n")
+
+    @defer.inlineCallbacks
+    def test_clientHelloInPieces(self):
+        """
+        A ClientHello that arrives a few bytes at a time is still routed by
+        its SNI.
+        """
+        a, b, pa, pb = self.twoTLSServers()
+        ep = self.start(
+            tcpConfig(
+                {"b": {"rule": "HostSNI(`b.example.org`)", "service": "b", "tls": {"passthrough": True}}},
+                {"b": lb(pb)},
+            )
+        )["tcp"]
+
+        def trickle() -> bytes:
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = pki().clientContext().wrap_bio(incoming, outgoing, server_hostname="b.example.org")
+            try:
+                tls.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            hello = outgoing.read()
+            with connect(ep.port) as sock:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                for i in range(0, len(hello), 7):
+                    sock.sendall(hello[i : i + 7])
+                    time.sleep(0.002)
+                while True:
+                    try:
+                        tls.do_handshake()
+                        break
+                    except ssl.SSLWantReadError:
+                        data = sock.recv(65536)
+                        if not data:
+                            raise ConnectionError("closed during the handshake")
+                        incoming.write(data)
+                    sock.sendall(outgoing.read())
+                sock.sendall(outgoing.read())
+                line = b""
+                while not line.endswith(b"\n"):
+                    try:
+                        line += tls.read(100)
+                    except ssl.SSLWantReadError:
+                        incoming.write(sock.recv(65536))
+                return line
+
+        self.assertEqual((yield inThread(trickle)), b"b\n")
+
+    @defer.inlineCallbacks
+    def test_malformedClientHello(self):
+        """
+        TLS records that carry no valid ClientHello close the connection
+        (as Traefik does); bytes that only start with the handshake type
+        but are no TLS record are plain TCP.
+        """
+        a, b, pa, pb = self.twoTLSServers()
+        plain = Server("plain")
+        pp = listen(self, plain)
+        ep = self.start(
+            tcpConfig(
+                {
+                    "a": {"rule": "HostSNI(`a.test`)", "service": "a", "tls": {"passthrough": True}},
+                    "plain": {"rule": "HostSNI(`*`)", "service": "plain"},
+                },
+                {"a": lb(pa), "plain": lb(pp)},
+            )
+        )["tcp"]
+        # A handshake record holding a ServerHello (type 2).
+        bad = b"\x16\x03\x01\x00\x08\x02\x00\x00\x04\x03\x03\x00\x00"
+        self.assertTrue((yield inThread(closedWithoutData, ep.port, bad)))
+
+        def notTLS() -> bytes:
+            with connect(ep.port) as sock:
+                sock.sendall(b"\x16hello\n")
+                return readLine(sock)
+
+        self.assertEqual((yield inThread(notTLS)), b"plain\n")
+        self.assertEqual(plain.connections[0].received, b"\x16hello\n")
