@@ -187,11 +187,6 @@ def channelSettings(config: EntryPoint, secure: bool = False) -> ChannelSettings
     )
 
 
-class _UDPDiscard(protocol.DatagramProtocol):
-    def datagramReceived(self, data: bytes, addr: Any) -> None:
-        pass
-
-
 class EntryPointService(service.Service):
     """
     Listens on one entrypoint's address and serves it from the current runtime.
@@ -231,9 +226,10 @@ class EntryPointService(service.Service):
         """
         Whether connections must be told apart by their first bytes: when
         the current runtime has TLS routers or TCP routers on this entrypoint
-        (or a TLS terminator was set).
+        (or a TLS terminator was set), and always when the entrypoint
+        accepts the PROXY protocol.
         """
-        if self.tlsCreator is not None:
+        if self.tlsCreator is not None or self.config.proxyProtocol is not None:
             return True
         runtime = self.runtime
         if runtime.table(self.entryPointName).secure:
@@ -267,7 +263,11 @@ class EntryPointService(service.Service):
     def listen(self) -> defer.Deferred[Any]:
         address = self.address
         if address.protocol == "udp":
-            port = self.reactor.listenUDP(address.port, _UDPDiscard(), interface=_resolve(address.host) or "::")
+            from relayd.proxy.udp import MAX_DATAGRAM, UDPEntryPoint
+
+            port = self.reactor.listenUDP(
+                address.port, UDPEntryPoint(self), interface=_resolve(address.host) or "::", maxPacketSize=MAX_DATAGRAM
+            )
             return defer.succeed(port)
         if self.reusePort and not address.endpoint:
             return defer.maybeDeferred(self._listenReusingPort)
@@ -318,7 +318,8 @@ class EntryPointService(service.Service):
             self.port = host.port
             where = f"{host.host}:{host.port}" if ":" not in host.host else f"[{host.host}]:{host.port}"
         else:
-            where = str(getattr(host, "name", host))
+            name = getattr(host, "name", host)
+            where = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
         self._log.info(
             "entrypoint {entrypoint} listening on {address} ({protocol})",
             entrypoint=self.entryPointName,
@@ -482,6 +483,13 @@ class _Switch(protocol.Protocol):
         self.transport.abortConnection()
 
     def dataReceived(self, data: bytes) -> None:
+        if self.entryPoint.config.proxyProtocol is not None:
+            from relayd.proxy.proxyprotocol import acceptHeader
+
+            rest = acceptHeader(self, data)
+            if rest is None:
+                return
+            data = rest
         self.buffer += data
         buffer = self.buffer
         entryPoint = self.entryPoint
