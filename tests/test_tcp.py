@@ -131,7 +131,7 @@ class _ServerConnection(protocol.Protocol):
         self.eof = True
         reply = self.factory.onEOF
         if reply is not None:
-            reactor.callLater(self.factory.replyDelay, reply, self)
+            self.factory.later.append(reactor.callLater(self.factory.replyDelay, reply, self))
         else:
             self.transport.loseConnection()
 
@@ -151,7 +151,13 @@ class Server(protocol.Factory):
         self.replyDelay = 0.0
         self.connections: list[_ServerConnection] = []
         self.closed: list[_ServerConnection] = []
+        self.later: list[Any] = []
         self.protocol = _ServerConnection
+
+    def cancelLater(self) -> None:
+        for call in self.later:
+            if call.active():
+                call.cancel()
 
 
 def listen(testCase: TestCase, factory: protocol.Factory, tlsName: str | None = None) -> int:
@@ -197,13 +203,13 @@ def readAll(sock: Any) -> bytes:
 
 
 def readExactly(sock: Any, count: int) -> bytes:
-    data = b""
+    data = bytearray()
     while len(data) < count:
-        chunk = sock.recv(min(65536, count - len(data)))
+        chunk = sock.recv(min(262144, count - len(data)))
         if not chunk:
             break
         data += chunk
-    return data
+    return bytes(data)
 
 
 def closedWithoutData(port: int, send: bytes = b"") -> bool:
@@ -734,3 +740,330 @@ class PassthroughTests(TCPTestCase):
 
         self.assertEqual((yield inThread(notTLS)), b"plain\n")
         self.assertEqual(plain.connections[0].received, b"\x16hello\n")
+
+
+def _receivedAtLeast(server: Server, count: int) -> Callable[[], bool]:
+    return lambda: bool(server.connections) and len(server.connections[0].received) >= count
+
+
+class ProxyProtocolTests(TCPTestCase):
+    @defer.inlineCallbacks
+    def test_headersToServers(self):
+        """
+        A service sends a PROXY header of the version asked (through the
+        deprecated load balancer key or a serversTransport) with the client's
+        address and the address it connected to, before its bytes.
+        """
+        one, two = Server("one", banner=False, echo=False), Server("two", banner=False, echo=False)
+        p1, p2 = listen(self, one), listen(self, two)
+        eps = self.start(
+            tcpConfig(
+                {
+                    "v1": {"rule": "HostSNI(`*`)", "service": "v1", "entryPoints": ["first"]},
+                    "v2": {"rule": "HostSNI(`*`)", "service": "v2", "entryPoints": ["second"]},
+                },
+                {
+                    "v1": lb(p1, proxyProtocol={"version": 1}),
+                    "v2": lb(p2, serversTransport="pp"),
+                },
+                serversTransports={"pp": {"proxyProtocol": {"version": 2}}},
+            ),
+            entryPoints={"first": {"address": "127.0.0.1:0"}, "second": {"address": "127.0.0.1:0"}},
+        )
+        for name, server, version in (("first", one, 1), ("second", two, 2)):
+            port = eps[name].port
+            sock = yield inThread(connect, port)
+            self.addCleanup(sock.close)
+            yield inThread(sock.sendall, b"hello")
+            yield self.waitFor(lambda: server.connections and server.connections[0].received.endswith(b"hello"))
+            got = parseProxyHeader(server.connections[0].received)
+            self.assertEqual(got, (version, sock.getsockname(), ("127.0.0.1", port), b"hello"))
+
+    def proxied(self, trusted: list[str], dynamic: dict[str, Any] | None = None) -> EntryPointService:
+        backend = startBackend("web")[0]
+        self.addCleanup(backend.stopListening)
+        config = dynamic or {}
+        config["http"] = {
+            "routers": {"web": {"rule": "PathPrefix(`/`)", "service": "web"}},
+            "services": {"web": {"loadBalancer": {"servers": [{"url": f"http://127.0.0.1:{backend.getHost().port}"}]}}},
+        }
+        return self.start(config, entryPoints={"tcp": {"address": "127.0.0.1:0", "proxyProtocol": {"trustedIPs": trusted}}})["tcp"]
+
+    @defer.inlineCallbacks
+    def test_entryPointAcceptsTrustedHeaders(self):
+        """
+        From a trusted address, a PROXY header (version 1 or 2) sets the
+        client address HTTP backends see in X-Forwarded-For; a connection
+        without a header is served too.
+        """
+        ep = self.proxied(["127.0.0.0/8"])
+        v1 = b"PROXY TCP4 203.0.113.7 192.0.2.1 40000 80\r\n"
+        status, body = yield inThread(httpGet, ep.port, "x", v1)
+        self.assertEqual((status, body["headers"]["x-forwarded-for"]), (200, ["203.0.113.7"]))
+        v2 = _v2Header("2001:db8::7", "2001:db8::1", 40000, 80)
+        status, body = yield inThread(httpGet, ep.port, "x", v2)
+        self.assertEqual(body["headers"]["x-forwarded-for"], ["2001:db8::7"])
+        status, body = yield inThread(httpGet, ep.port, "x")
+        self.assertEqual(body["headers"]["x-forwarded-for"], ["127.0.0.1"])
+
+    @defer.inlineCallbacks
+    def test_entryPointIgnoresUntrustedHeaders(self):
+        """
+        From an address outside trustedIPs the header is read and dropped,
+        as Traefik does: the socket's peer stays the client address.
+        """
+        ep = self.proxied(["10.0.0.0/8"])
+        v1 = b"PROXY TCP4 203.0.113.7 192.0.2.1 40000 80\r\n"
+        status, body = yield inThread(httpGet, ep.port, "x", v1)
+        self.assertEqual((status, body["headers"]["x-forwarded-for"]), (200, ["127.0.0.1"]))
+
+    @defer.inlineCallbacks
+    def test_badHeaderCloses(self):
+        """
+        A header that starts right and does not parse closes the connection.
+        """
+        ep = self.proxied(["127.0.0.1"])
+        self.assertTrue((yield inThread(closedWithoutData, ep.port, b"PROXY TCP4 nonsense\r\nGET / HTTP/1.1\r\n\r\n")))
+
+    @defer.inlineCallbacks
+    def test_clientAddressForTCPRouters(self):
+        """
+        The address of an accepted PROXY header is what ClientIP matches and
+        what a service's own PROXY header carries on, with the destination
+        the header named.
+        """
+        near, far = Server("near", banner=False, echo=False), Server("far", banner=False, echo=False)
+        pn, pf = listen(self, near), listen(self, far)
+        config = tcpConfig(
+            {
+                "near": {"rule": "ClientIP(`127.0.0.1`)", "service": "near"},
+                "far": {"rule": "ClientIP(`203.0.113.0/24`)", "service": "far"},
+            },
+            {"near": lb(pn), "far": lb(pf, proxyProtocol={"version": 1})},
+        )
+        ep = self.start(config, entryPoints={"tcp": {"address": "127.0.0.1:0", "proxyProtocol": {"insecure": True}}})["tcp"]
+        sock = yield inThread(connect, ep.port)
+        self.addCleanup(sock.close)
+        yield inThread(sock.sendall, b"PROXY TCP4 203.0.113.9 198.51.100.1 41000 5432\r\nhi")
+        yield self.waitFor(lambda: far.connections and far.connections[0].received.endswith(b"hi"))
+        got = parseProxyHeader(far.connections[0].received)
+        self.assertEqual(got, (1, ("203.0.113.9", 41000), ("198.51.100.1", 5432), b"hi"))
+        self.assertEqual(near.connections, [])
+
+
+def _v2Header(source: str, destination: str, sourcePort: int, destinationPort: int) -> bytes:
+    src, dst = ipaddress.ip_address(source), ipaddress.ip_address(destination)
+    family = 0x11 if src.version == 4 else 0x21
+    block = src.packed + dst.packed + struct.pack("!HH", sourcePort, destinationPort)
+    return b"\r\n\r\n\x00\r\nQUIT\n" + struct.pack("!BBH", 0x21, family, len(block)) + block
+
+
+class MiddlewareTests(TCPTestCase):
+    @defer.inlineCallbacks
+    def test_ipAllowList(self):
+        """
+        ipAllowList closes connections from outside its sourceRange and
+        relays the others.
+        """
+        server = Server("s")
+        port = listen(self, server)
+        eps = self.start(
+            tcpConfig(
+                {
+                    "deny": {"rule": "HostSNI(`*`)", "service": "s", "entryPoints": ["deny"], "middlewares": ["lan"]},
+                    "allow": {"rule": "HostSNI(`*`)", "service": "s", "entryPoints": ["allow"], "middlewares": ["local"]},
+                },
+                {"s": lb(port)},
+                middlewares={
+                    "lan": {"ipAllowList": {"sourceRange": ["10.0.0.0/8"]}},
+                    "local": {"ipWhiteList": {"sourceRange": ["127.0.0.1/32"]}},
+                },
+            ),
+            entryPoints={"deny": {"address": "127.0.0.1:0"}, "allow": {"address": "127.0.0.1:0"}},
+        )
+        self.assertTrue((yield inThread(closedWithoutData, eps["deny"].port)))
+        self.assertEqual((yield inThread(plainExchange, eps["allow"].port))[0], b"s\n")
+        self.assertEqual(len(server.connections), 1)
+
+    @defer.inlineCallbacks
+    def test_inFlightConn(self):
+        """
+        inFlightConn closes a client's connection beyond C{amount} open ones;
+        once one closes, a new one is served; the count survives a reload
+        that leaves the middleware unchanged.
+        """
+        server = Server("s")
+        port = listen(self, server)
+        config = tcpConfig(
+            {"r": {"rule": "HostSNI(`*`)", "service": "s", "middlewares": ["one"]}},
+            {"s": lb(port)},
+            middlewares={"one": {"inFlightConn": {"amount": 1}}},
+        )
+        ep = self.start(config)["tcp"]
+        first = yield inThread(connect, ep.port)
+        self.addCleanup(first.close)
+        self.assertEqual((yield inThread(readLine, first)), b"s\n")
+        config["tcp"]["services"]["unused"] = lb(port)
+        self.update(config)
+        self.assertTrue((yield inThread(closedWithoutData, ep.port)))
+        first.close()
+        yield self.waitFor(lambda: len(server.closed) == 1)
+        yield self.waitFor(lambda: not ep.site.tunnels)
+        self.assertEqual((yield inThread(plainExchange, ep.port))[0], b"s\n")
+
+
+class _Flood:
+    """
+    A blocking server in a thread that sends C{total} bytes to its first
+    client as fast as the connection takes them.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.sent = 0
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1)
+        self.listener.settimeout(TIMEOUT)
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(20)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+            chunk = bytes(range(256)) * 256
+            try:
+                while self.sent < self.total:
+                    conn.sendall(chunk)
+                    self.sent += len(chunk)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(TIMEOUT)
+
+
+def _buffered(transport: Any) -> int:
+    return len(transport.dataBuffer) + transport._tempDataLen
+
+
+class FlowTests(TCPTestCase):
+    @defer.inlineCallbacks
+    def test_slowReaderBoundsBuffering(self):
+        """
+        While the client does not read, relayd stops reading from the
+        server, which stalls: a few hundred kilobytes wait in relayd at
+        most (the rest in the kernels' socket buffers), and all 32 MB arrive
+        intact once the client reads.
+        """
+        total = 32 * 1024 * 1024
+        flood = _Flood(total)
+        self.addCleanup(flood.close)
+        ep = self.start(tcpConfig({"r": {"rule": "HostSNI(`*`)", "service": "s"}}, {"s": lb(flood.port)}))["tcp"]
+        sock = yield inThread(connect, ep.port)
+        self.addCleanup(sock.close)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        yield self.waitFor(lambda: flood.sent > 0 and len(ep.site.tunnels) == 1)
+        relay = next(iter(ep.site.tunnels))
+        yield _sleep(0.5)
+        stalled = flood.sent
+        yield _sleep(0.3)
+        self.assertEqual(flood.sent, stalled)
+        self.assertLess(stalled, total // 2)
+        self.assertLess(_buffered(relay.client.transport) + _buffered(relay.server.transport), 512 * 1024)
+
+        def readEverything() -> tuple[int, bool]:
+            data = readExactly(sock, total)
+            pattern = bytes(range(256)) * 256
+            return len(data), data[: len(pattern)] == pattern and data[-len(pattern) :] == pattern
+
+        self.assertEqual((yield inThread(readEverything)), (total, True))
+
+    def halfClosing(self, delay: str | None, replyDelay: float = 0.0) -> tuple[Server, dict[str, Any]]:
+        server = Server("s")
+        server.replyDelay = replyDelay
+
+        def reply(connection: _ServerConnection) -> None:
+            connection.transport.write(b"got %d\n" % len(connection.received))
+            connection.transport.loseConnection()
+
+        server.onEOF = reply
+        self.addCleanup(server.cancelLater)
+        port = listen(self, server)
+        options = {"serversTransport": "t"} if delay is not None else {}
+        transports = {"t": {"terminationDelay": delay}} if delay is not None else {}
+        return server, tcpConfig({"r": {"rule": "HostSNI(`*`)", "service": "s"}}, {"s": lb(port, **options)}, serversTransports=transports)
+
+    @defer.inlineCallbacks
+    def test_halfClose(self):
+        """
+        The client's FIN reaches the server as a FIN, and the server's
+        answer after it still reaches the client within terminationDelay;
+        then both connections close.
+        """
+        server, config = self.halfClosing("5s", replyDelay=0.2)
+        ep = self.start(config)["tcp"]
+
+        def exchange() -> bytes:
+            with connect(ep.port) as sock:
+                sock.sendall(b"abc")
+                time.sleep(0.1)
+                sock.shutdown(socket.SHUT_WR)
+                return readAll(sock)
+
+        self.assertEqual((yield inThread(exchange)), b"s\nabcgot 3\n")
+        self.assertTrue(server.connections[0].eof)
+        yield self.waitFor(lambda: not ep.site.tunnels)
+
+    @defer.inlineCallbacks
+    def test_terminationDelayCutsTheOtherDirection(self):
+        """
+        With the default terminationDelay (0, as Traefik's default
+        transport), the connection closes right after the client's FIN, and
+        a later answer is lost.
+        """
+        server, config = self.halfClosing(None, replyDelay=0.5)
+        ep = self.start(config)["tcp"]
+
+        def exchange() -> tuple[bytes, float]:
+            with connect(ep.port) as sock:
+                self.assertEqual(readLine(sock), b"s\n")
+                started = time.monotonic()
+                sock.shutdown(socket.SHUT_WR)
+                return readAll(sock), time.monotonic() - started
+
+        data, elapsed = yield inThread(exchange)
+        self.assertEqual(data, b"")
+        self.assertLess(elapsed, 0.4)
+        yield self.waitFor(lambda: server.connections[0].eof and not ep.site.tunnels)
+
+    @defer.inlineCallbacks
+    def test_resetClosesTheOtherSide(self):
+        """
+        A client that resets its connection makes relayd close the server's.
+        """
+        server = Server("s")
+        port = listen(self, server)
+        ep = self.start(tcpConfig({"r": {"rule": "HostSNI(`*`)", "service": "s"}}, {"s": lb(port)}))["tcp"]
+
+        def reset() -> None:
+            sock = connect(ep.port)
+            readLine(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+
+        yield inThread(reset)
+        yield self.waitFor(lambda: len(server.closed) == 1 and not ep.site.tunnels)
+
+
+def _sleep(seconds: float) -> defer.Deferred[None]:
+    d: defer.Deferred[None] = defer.Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    return d
