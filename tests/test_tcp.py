@@ -1067,3 +1067,38 @@ def _sleep(seconds: float) -> defer.Deferred[None]:
     d: defer.Deferred[None] = defer.Deferred()
     reactor.callLater(seconds, d.callback, None)
     return d
+
+
+class ServerTLSTests(TCPTestCase):
+    @defer.inlineCallbacks
+    def test_tlsToServers(self):
+        """
+        A server with tls=true is reached over TLS, verified against the
+        serversTransport's rootCAs; a server whose certificate does not
+        verify gets no connection through, and the client is closed.
+        """
+        secure = Server("secure")
+        port = listen(self, secure, tlsName="a.test")
+        ca = pki().caPEM.decode()
+        ep = self.start(
+            tcpConfig(
+                {
+                    "good": {"rule": "HostSNI(`*`)", "service": "good", "entryPoints": ["good"]},
+                    "bad": {"rule": "HostSNI(`*`)", "service": "bad", "entryPoints": ["bad"]},
+                },
+                {
+                    "good": {"loadBalancer": {"servers": [{"address": f"127.0.0.1:{port}", "tls": True}], "serversTransport": "ca"}},
+                    "bad": {"loadBalancer": {"servers": [{"address": f"127.0.0.1:{port}", "tls": True}], "serversTransport": "wrong"}},
+                },
+                serversTransports={
+                    "ca": {"tls": {"rootCAs": [ca], "serverName": "a.test"}},
+                    "wrong": {"tls": {"rootCAs": [ca], "serverName": "other.test"}},
+                },
+            ),
+            entryPoints={"good": {"address": "127.0.0.1:0"}, "bad": {"address": "127.0.0.1:0"}},
+        )
+        self.assertEqual((yield inThread(plainExchange, ep["good"].port)), (b"secure\n", b"ping\n"))
+        self.assertTrue((yield inThread(closedWithoutData, ep["bad"].port)))
+        # Both relays end when their client leaves (TLS close included).
+        yield self.waitFor(lambda: not ep["good"].site.tunnels and not ep["bad"].site.tunnels)
+

@@ -277,6 +277,18 @@ def _canHalfClose(transport: Any) -> bool:
     )
 
 
+def _loseConnection(transport: Any) -> None:
+    """
+    Close after what is queued was written. The producer registered on the
+    transport goes first: Twisted's TLS waits for it before its close_notify.
+    """
+    try:
+        transport.unregisterProducer()
+    except Exception:
+        pass
+    transport.loseConnection()
+
+
 def _keepAlive(transport: Any, interval: float) -> None:
     """
     Go's dialer keep-alive: probes after C{interval} idle seconds, then every
@@ -358,7 +370,7 @@ class Relay:
             connecting.cancel()
         for leg in (self.client, self.server):
             if leg is not None and leg.transport is not None and not leg.lost:
-                leg.transport.loseConnection()
+                _loseConnection(leg.transport)
 
     def connectTo(self, target: Any) -> None:
         """
@@ -476,7 +488,7 @@ class Relay:
             other.transport.loseWriteConnection()
         else:
             # TLS: a close_notify; the peer may still answer.
-            other.transport.loseConnection()
+            _loseConnection(other.transport)
         delay = self.target.terminationDelay if self.target is not None else 0.0
         if delay >= 0 and self.termination is None:
             self.termination = self.reactor.callLater(delay, self._terminate)
@@ -488,7 +500,7 @@ class Relay:
     def _closeBoth(self) -> None:
         for leg in (self.client, self.server):
             if leg is not None and leg.transport is not None and not leg.lost:
-                leg.transport.loseConnection()
+                _loseConnection(leg.transport)
 
     def lost(self, leg: _Leg, reason: Failure) -> None:
         if not reason.check(error.ConnectionDone):
@@ -501,7 +513,7 @@ class Relay:
             )
         other = self.server if leg is self.client else self.client
         if other is not None and other.transport is not None and not other.lost:
-            other.transport.loseConnection()
+            _loseConnection(other.transport)
         if leg is self.client:
             self.closing = True
             if self.connecting is not None:
