@@ -533,13 +533,13 @@ class TLSTests(DynamicTestCase):
 
     def test_options(self) -> None:
         """
-        TLS options default to TLS 1.2 and Traefik's ALPN list.
+        TLS options default to TLS 1.2 and Traefik's ALPN list; clientAuthType is unset.
         """
         options = decodeDynamic({"tls": {"options": {"default": {}}}}).tls.options["default"]
         self.assertEqual(options, TLSOptions())
         self.assertEqual(options.minVersion, "VersionTLS12")
         self.assertEqual(options.alpnProtocols, ("h2", "http/1.1", "acme-tls/1"))
-        self.assertEqual(options.clientAuth.clientAuthType, "NoClientCert")
+        self.assertEqual(options.clientAuth.clientAuthType, "")
 
     def test_maxBelowMin(self) -> None:
         """

@@ -450,13 +450,16 @@ class Certificate:
 @frozen
 class ClientAuth:
     caFiles: tuple[str, ...] = ()
+    # "" (unset) means RequireAndVerifyClientCert with caFiles and
+    # NoClientCert without, as in Traefik.
     clientAuthType: Literal[
         "NoClientCert",
         "RequestClientCert",
         "RequireAnyClientCert",
         "VerifyClientCertIfGiven",
         "RequireAndVerifyClientCert",
-    ] = "NoClientCert"
+        "",
+    ] = ""
 
 
 @frozen

@@ -25,6 +25,8 @@ from relayd.runtime.rules import (
     defaultPriority,
     defaultTCPPriority,
 )
+from relayd.tls.hosts import DEFAULT_OPTIONS, RouterTLSUse
+from relayd.tls.store import TLSError, TLSRuntime
 
 _log = Logger()
 
@@ -90,6 +92,7 @@ class Runtime:
     udpServices: Mapping[str, ObjectInfo]
     routes: Mapping[str, RouteTable]
     providerErrors: Mapping[str, tuple[ConfigError, ...]] = attrs.field(factory=dict)
+    tls: TLSRuntime = attrs.field(factory=TLSRuntime.empty)
     # relayd.runtime.tcp: TCPTable and UDPRoute by entrypoint.
     tcpRoutes: Mapping[str, Any] = attrs.field(factory=dict)
     udpRoutes: Mapping[str, Any] = attrs.field(factory=dict)
@@ -108,6 +111,14 @@ class Runtime:
         The UDP router serving an entrypoint, or None.
         """
         return self.udpRoutes.get(entryPoint)
+
+    @property
+    def tlsErrors(self) -> tuple[TLSError, ...]:
+        """
+        The problems of the tls section (certificates, options, stores), each
+        with its key path; the objects without one keep serving.
+        """
+        return self.tls.errors
 
 
 _EMPTY_TABLE = RouteTable()
@@ -234,6 +245,11 @@ def build(
     tcpEntryPoints = [n for n, ep in static.entryPoints.items() if parseAddress(ep.address).protocol == "tcp"]
     udpEntryPoints = [n for n, ep in static.entryPoints.items() if parseAddress(ep.address).protocol == "udp"]
     asDefault = [n for n in tcpEntryPoints if static.entryPoints[n].asDefault] or tcpEntryPoints
+    tls = TLSRuntime.build(
+        config.tls,
+        _tlsUses(static, config, tcpEntryPoints, asDefault),
+        previous.tls if previous is not None else None,
+    )
 
     routers: dict[str, ObjectInfo] = {}
     routesByEntryPoint: dict[str, list[Route]] = {n: [] for n in static.entryPoints}
@@ -242,12 +258,12 @@ def build(
         router: Router = http.routers[name]
         info = ObjectInfo(name=name, kind="http", config=router)
         routers[name] = info
-        route = _buildRouter(context, info, router, syntaxDefault, tcpEntryPoints, asDefault)
+        route = _buildRouter(context, info, router, syntaxDefault, tcpEntryPoints, asDefault, tls)
         if route is not None:
             for ep in info.using:
                 routesByEntryPoint[ep].append(route)
 
-    tcpRouters, tcpServices = _buildTCP(config, static, tcpEntryPoints, asDefault, syntaxDefault)
+    tcpRouters, tcpServices = _buildTCP(config, static, tcpEntryPoints, asDefault, syntaxDefault, tls)
     udpRouters, udpServices = _buildUDP(config, udpEntryPoints)
     from relayd.runtime.tcp import buildLayer4
 
@@ -291,6 +307,7 @@ def build(
         udpServices=udpServices,
         routes={ep: RouteTable.build(routes) for ep, routes in routesByEntryPoint.items()},
         providerErrors=dict(providerErrors or {}),
+        tls=tls,
     )
 
 
@@ -311,6 +328,7 @@ def _buildRouter(
     syntaxDefault: str,
     available: list[str],
     defaults: list[str],
+    tls: TLSRuntime,
 ) -> Route | None:
     internalRouter = info.name.endswith("@internal")
     info.using = _attachTo(router.entryPoints, available, defaults, info)
@@ -329,6 +347,13 @@ def _buildRouter(
             info.fail(f"invalid rule {router.rule!r}: {e}")
     if not router.service:
         info.fail("the service is missing on the router")
+    for problem in tls.routerProblems.get(info.name, ()):
+        (info.fail if problem.fatal else info.warn)(problem.message)
+    if router.tls is not None and router.tls.certResolver:
+        info.warn(
+            f'tls.certResolver "{router.tls.certResolver}": certificate resolvers are not supported yet; '
+            "the certificates of the tls section are served"
+        )
     handler = None
     if info.status != DISABLED:
         try:
@@ -350,6 +375,51 @@ def _buildRouter(
     )
 
 
+def _tlsOptionsName(name: str, router: str) -> str:
+    """
+    The TLS options a router's C{tls.options} value refers to: C{default} for
+    none, otherwise qualified within the router's provider (references in the
+    dynamic configuration arrive qualified; an entrypoint's default does not).
+    """
+    if not name or name == DEFAULT_OPTIONS:
+        return DEFAULT_OPTIONS
+    provider = splitName(router)[1]
+    if "@" in name or not provider:
+        return name
+    return f"{name}@{provider}"
+
+
+def _tlsUses(
+    static: StaticConfig,
+    config: DynamicConfig,
+    available: list[str],
+    defaults: list[str],
+) -> list[RouterTLSUse]:
+    """
+    Every HTTP router that serves TLS on an entrypoint, with the options it
+    asks for there: its own tls section, or else the entrypoint's
+    C{http.tls} (which applies to routers without one).
+    """
+    uses = []
+    for name in sorted(config.http.routers):
+        router = config.http.routers[name]
+        for entryPoint in router.entryPoints or defaults:
+            if entryPoint not in available:
+                continue
+            routerTLS = router.tls if router.tls is not None else static.entryPoints[entryPoint].http.tls
+            if routerTLS is None:
+                continue
+            uses.append(
+                RouterTLSUse(
+                    router=name,
+                    entryPoint=entryPoint,
+                    rule=router.rule,
+                    options=_tlsOptionsName(routerTLS.options, name),
+                )
+            )
+    return uses
+
+
 def _entryPointMiddlewares(context: BuildContext, info: ObjectInfo) -> tuple[str, ...]:
     names: list[str] = []
     if info.name.endswith("@internal"):
@@ -367,6 +437,7 @@ def _buildTCP(
     available: list[str],
     defaults: list[str],
     syntaxDefault: str,
+    tls: TLSRuntime,
 ) -> tuple[dict[str, ObjectInfo], dict[str, ObjectInfo]]:
     services = {n: ObjectInfo(name=n, kind=s.kind(), config=s) for n, s in config.tcp.services.items()}
     routers: dict[str, ObjectInfo] = {}
@@ -384,6 +455,10 @@ def _buildTCP(
             except RuleError as e:
                 info.fail(f"invalid rule {router.rule!r}: {e}")
         _checkServiceRef(router.service, services, info)
+        if router.tls is not None and not router.tls.passthrough:
+            problem = tls.optionsProblem(_tlsOptionsName(router.tls.options, name))
+            if problem:
+                info.fail(problem)
         for mw in router.middlewares:
             if mw not in config.tcp.middlewares:
                 info.fail(f'middleware "{mw}" does not exist')
