@@ -1102,3 +1102,150 @@ class ServerTLSTests(TCPTestCase):
         # Both relays end when their client leaves (TLS close included).
         yield self.waitFor(lambda: not ep["good"].site.tunnels and not ep["bad"].site.tunnels)
 
+
+def httpsGet(port: int, serverName: str, verify: bool = True) -> tuple[int, Any, str]:
+    """
+    An HTTPS request through relayd: (status, JSON body or raw body,
+    common name of the certificate relayd served).
+    """
+    context = pki().clientContext(["http/1.1"])
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    with context.wrap_socket(connect(port), server_hostname=serverName) as sock:
+        der = sock.getpeercert(binary_form=True)
+        sock.sendall(f"GET / HTTP/1.1\r\nHost: {serverName}\r\nConnection: close\r\n\r\n".encode())
+        response = readAll(sock)
+    commonName = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    head, _, body = response.partition(b"\r\n\r\n")
+    try:
+        parsed: Any = json.loads(body)
+    except ValueError:
+        parsed = body
+    return int(head.split(b" ")[1]), parsed, commonName
+
+
+def certificates(*names: str) -> list[dict[str, str]]:
+    return [{"certFile": pki().issue(n)[0].decode(), "keyFile": pki().issue(n)[1].decode()} for n in names]
+
+
+class TLSTests(TCPTestCase):
+    @defer.inlineCallbacks
+    def test_terminatingRouter(self):
+        """
+        A TCP router without passthrough ends TLS with the certificate for
+        the SNI and relays the plaintext to a plain server.
+        """
+        plain = Server("plain")
+        port = listen(self, plain)
+        config = tcpConfig({"t": {"rule": "HostSNI(`term.test`)", "service": "s", "tls": {}}}, {"s": lb(port)})
+        config["tls"] = {"certificates": certificates("term.test")}
+        ep = self.start(config)["tcp"]
+        result = yield inThread(tlsExchange, ep.port, "term.test")
+        self.assertEqual((result["banner"], result["echo"], result["commonName"]), (b"plain\n", b"ping\n", "term.test"))
+        self.assertEqual(plain.connections[0].received, b"ping\n")
+        yield self.waitFor(lambda: not ep.site.tunnels and len(plain.closed) == 1)
+
+    def mixed(self, tcpRouters: dict[str, Any], httpRule: str = "Host(`web.test`)") -> EntryPointService:
+        a, b = Server("a"), Server("b")
+        pa, pb = listen(self, a, tlsName="a.test"), listen(self, b, tlsName="b.example.org")
+        backend = startBackend("web")[0]
+        self.addCleanup(backend.stopListening)
+        config = tcpConfig(tcpRouters, {"a": lb(pa), "b": lb(pb)})
+        config["http"] = {
+            "routers": {"web": {"rule": httpRule, "service": "web", "tls": {}}},
+            "services": {"web": {"loadBalancer": {"servers": [{"url": f"http://127.0.0.1:{backend.getHost().port}"}]}}},
+        }
+        config["tls"] = {"certificates": certificates("web.test")}
+        return self.start(config)["tcp"]
+
+    @defer.inlineCallbacks
+    def test_httpsRouterBesideTCPRouters(self):
+        """
+        An HTTPS router gets the connections for its host even when a TLS
+        TCP router would match them too; other names go to the TCP routers,
+        the HostSNI(`*`) catch-all last.
+        """
+        ep = self.mixed(
+            {
+                "test": {"rule": "HostSNIRegexp(`\\.test$`)", "service": "a", "tls": {"passthrough": True}},
+                "all": {"rule": "HostSNI(`*`)", "service": "b", "tls": {"passthrough": True}},
+            }
+        )
+        status, body, commonName = yield inThread(httpsGet, ep.port, "web.test")
+        self.assertEqual((status, body["backend"], commonName), (200, "web", "web.test"))
+        self.assertEqual((yield inThread(tlsExchange, ep.port, "a.test"))["banner"], b"a\n")
+        self.assertEqual((yield inThread(tlsExchange, ep.port, "b.example.org"))["banner"], b"b\n")
+
+    @defer.inlineCallbacks
+    def test_httpsCatchAllBeforeTCPCatchAll(self):
+        """
+        An HTTPS router without a Host rule takes the names no specific TCP
+        router matches, before a TCP HostSNI(`*`) router.
+        """
+        ep = self.mixed(
+            {
+                "a": {"rule": "HostSNI(`a.test`)", "service": "a", "tls": {"passthrough": True}},
+                "all": {"rule": "HostSNI(`*`)", "service": "b", "tls": {"passthrough": True}},
+            },
+            httpRule="PathPrefix(`/`)",
+        )
+        self.assertEqual((yield inThread(tlsExchange, ep.port, "a.test"))["banner"], b"a\n")
+        status, body, _ = yield inThread(httpsGet, ep.port, "elsewhere.test", False)
+        self.assertEqual((status, body["backend"]), (200, "web"))
+
+    @defer.inlineCallbacks
+    def test_unclaimedNameGoesToHTTPS(self):
+        """
+        A server name no TCP router matches is served by HTTPS (here a 404
+        from relayd with its default certificate).
+        """
+        ep = self.mixed({"a": {"rule": "HostSNI(`a.test`)", "service": "a", "tls": {"passthrough": True}}})
+        status, body, _ = yield inThread(httpsGet, ep.port, "nobody.test", False)
+        self.assertEqual((status, body), (404, b"404 page not found\n"))
+
+
+class DocumentationTests(TestCase):
+    def test_exampleChecksClean(self):
+        """
+        The example of docs/tcp-udp.rst passes C{relayd check} with no
+        warning, every router and service enabled.
+        """
+        import io
+        import os
+
+        from relayd.cli import main
+        from tests.helpers import ROOT, tempdir
+        from tests.test_examples import _literalBlock
+
+        with open(os.path.join(ROOT, "docs", "tcp-udp.rst"), encoding="utf-8") as f:
+            dynamic = _literalBlock(f.read(), "An example, in a dynamic file")
+        directory = tempdir(self)
+        with open(os.path.join(directory, "dynamic.yaml"), "w") as f:
+            f.write(dynamic)
+        with open(os.path.join(directory, "relayd.toml"), "w") as f:
+            f.write(
+                "[entryPoints.db]\naddress = ':5432'\n[entryPoints.websecure]\naddress = ':443'\n"
+                "[entryPoints.ssh]\naddress = ':2222'\n[entryPoints.dns]\naddress = ':53/udp'\n"
+                f"[providers.file]\nfilename = '{os.path.join(directory, 'dynamic.yaml')}'\n"
+            )
+        out = io.StringIO()
+        self.assertEqual(main(["check", "--config", os.path.join(directory, "relayd.toml")], out), 0, out.getvalue())
+        self.assertNotIn("warning", out.getvalue())
+        config = decodeDynamic(_yaml(dynamic))
+        raw, _ = decode(StaticConfig, {"entryPoints": {n: {"address": a} for n, a in (("db", ":5432"), ("websecure", ":443"), ("ssh", ":2222"), ("dns", ":53/udp"))}})
+        watcher = Watcher(reactor, effective(raw), reactor=reactor)
+        self.addCleanup(watcher.stop)
+        watcher.update(ProviderUpdate("file", config))
+        runtime = watcher.runtime
+        groups = (runtime.tcpRouters, runtime.tcpServices, runtime.udpRouters, runtime.udpServices, runtime.tcpMiddlewares)
+        statuses = {(index, info.name): (info.status, info.errors) for index, group in enumerate(groups) for info in group.values()}
+        self.assertEqual([s for s, _ in statuses.values()], ["enabled"] * 9, statuses)
+        self.assertTrue(runtime.tcpTable("db@file") is None and runtime.tcpTable("db").serverFirst)
+        self.assertEqual(runtime.udpRoute("dns").name, "dns@file")
+
+
+def _yaml(text: str) -> Any:
+    from relayd.config.loader import parseDocument
+
+    return parseDocument(text, "dynamic.yaml")
