@@ -160,6 +160,10 @@ class Router:
             notFound(request)
             return
         context.router = match.name
+        if match.tls and _misdirected(request, runtime, match.name, entryPoint.entryPointName):
+            request.keepAlive = False
+            plainResponse(request, 421, "421 Misdirected Request\n")
+            return
         try:
             match.handler.handle(request)
         except Exception:
@@ -168,6 +172,27 @@ class Router:
                 request.abort()
             else:
                 plainResponse(request, 500)
+
+
+def _misdirected(request: Any, runtime: Runtime, router: str, entryPoint: str) -> bool:
+    """
+    Whether a TLS request reached a router whose TLS options differ from
+    those its connection was set up with (the Host header names another host
+    than the SNI did): Traefik answers 421 so the client opens a connection
+    for that host.
+    """
+    tls = getattr(runtime, "tls", None)
+    if tls is None:
+        return False
+    stream = getattr(request, "stream", None)
+    transport = stream.connection.transport if stream is not None else request.channel.transport
+    getHandle = getattr(transport, "getHandle", None)
+    if getHandle is None:
+        return False
+    from relayd.tls.creator import handshakeInfo
+
+    chosen = handshakeInfo(getHandle()).optionsName
+    return chosen is not None and chosen != tls.routerOptionsName(router, entryPoint)
 
 
 def channelSettings(config: EntryPoint, secure: bool = False) -> ChannelSettings:
@@ -246,7 +271,7 @@ class EntryPointService(service.Service):
         if creator is None:
             from relayd.tls.store import serverConnectionCreator
 
-            creator = serverConnectionCreator(lambda: self.runtime.tls)
+            creator = serverConnectionCreator(lambda: self.runtime.tls, self.entryPointName)
         return TLSMemoryBIOFactory(creator, False, _NegotiatorFactory(self.secureSite))
 
     def trusts(self, clientIP: str) -> bool:

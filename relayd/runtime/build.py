@@ -261,7 +261,12 @@ def build(
         route = _buildRouter(context, info, router, syntaxDefault, tcpEntryPoints, asDefault, tls)
         if route is not None:
             for ep in info.using:
-                routesByEntryPoint[ep].append(route)
+                if not route.tls and static.entryPoints[ep].http.tls is not None:
+                    # The entrypoint's http.tls makes its routers TLS-only, as
+                    # a router's own tls section would.
+                    routesByEntryPoint[ep].append(attrs.evolve(route, tls=True))
+                else:
+                    routesByEntryPoint[ep].append(route)
 
     tcpRouters, tcpServices = _buildTCP(config, static, tcpEntryPoints, asDefault, syntaxDefault, tls)
     udpRouters, udpServices = _buildUDP(config, udpEntryPoints)
