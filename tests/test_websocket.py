@@ -1189,6 +1189,41 @@ class SecureBackendTests(WebSocketTestCase):
         self.assertEqual(status, 502)
 
 
+class SecureEntryPointTests(WebSocketTestCase):
+    """
+    wss:// from the client: the WebSocket relay over relayd's TLS
+    termination, with the certificate from relayd's store.
+    """
+
+    @defer.inlineCallbacks
+    def test_wssClient(self):
+        from tests.test_tls_store import material
+
+        m = material()
+        backend = self.backend()
+        config = wskConfig(backend.url)
+        config["http"]["routers"]["socket-router"]["tls"] = {}
+        config["tls"] = {"certificates": [m.a.inline()]}
+        ep = self.startProxy(config)
+        context = ssl.create_default_context(cadata=m.ca.pem.decode())
+
+        def client() -> Any:
+            with connect(
+                f"wss://a.test:{ep.port}/wsk",
+                ssl=context,
+                sock=socket.create_connection(("127.0.0.1", ep.port), timeout=5),
+                **clientOptions(),
+            ) as ws:
+                ws.send("over wss")
+                big = os.urandom(3 * MIB)
+                ws.send(big)
+                return ws.recv(), hashlib.sha256(ws.recv()).digest() == hashlib.sha256(big).digest()
+
+        text, same = yield self.inThread(client)
+        self.assertEqual((text, same), ("over wss", True))
+        self.assertEqual(backend.headers()["x-forwarded-proto"], ["wss"])
+
+
 # -- 4. reloads, statistics, shutdown ------------------------------------------------------------
 
 
