@@ -167,12 +167,16 @@ def _take(entryPoint: Any, switch: Any, route: Any, info: ConnectionInfo, buffer
         transport.loseConnection()
         return
     relay = Relay(entryPoint, route, transport)
-    factory = TLSMemoryBIOFactory(_Pinned(context), False, protocol.Factory())
+    creator: Any = _Pinned(context)
+    factory = TLSMemoryBIOFactory(creator, False, _NO_FACTORY)
     tlsProtocol = TLSMemoryBIOProtocol(factory, relay.client)
     transport.protocol = tlsProtocol
     tlsProtocol.makeConnection(transport)
     if buffer:
         tlsProtocol.dataReceived(buffer)
+
+
+_NO_FACTORY: Any = protocol.Factory()
 
 
 def _terminationContext(entryPoint: Any, runtime: Any, route: Any, info: ConnectionInfo, transport: Any) -> Any:
@@ -409,7 +413,7 @@ class Relay:
     # -- events --
 
     def clientReady(self) -> None:
-        transport = self.client.transport
+        transport: Any = self.client.transport
         self.client.sock = socketOf(transport)
         if hasattr(transport, "setTcpNoDelay"):
             try:
@@ -424,7 +428,7 @@ class Relay:
 
     def serverConnected(self, leg: _ServerLeg) -> None:
         self.connecting = None
-        transport = leg.transport
+        transport: Any = leg.transport
         if self.closing or self.client.lost:
             transport.abortConnection()
             return
@@ -441,7 +445,7 @@ class Relay:
             transport.startTLS(target.tlsCreator)
         else:
             leg.sock = socketOf(transport)
-        client = self.client
+        client: Any = self.client
         if self.pausedForPending:
             self.pausedForPending = False
             client.transport.resumeProducing()
@@ -461,7 +465,8 @@ class Relay:
                 self.pendingSize += len(data)
                 if self.pendingSize > PENDING_LIMIT and not self.pausedForPending:
                     self.pausedForPending = True
-                    leg.transport.pauseProducing()
+                    transport: Any = leg.transport
+                    transport.pauseProducing()
                 return
             send(server.transport, server.sock, [data])
         else:

@@ -57,7 +57,7 @@ class UDPEntryPoint(protocol.DatagramProtocol):
     def _open(self, addr: Any) -> _Session | None:
         entryPoint = self.entryPoint
         udpRoute = getattr(entryPoint.runtime, "udpRoute", None)
-        route = udpRoute(entryPoint.entryPointName) if udpRoute is not None else None
+        route: Any = udpRoute(entryPoint.entryPointName) if udpRoute is not None else None
         picked = route.handler.pick() if route is not None else None
         if picked is None:
             self._log.debug(
@@ -73,9 +73,10 @@ class UDPEntryPoint(protocol.DatagramProtocol):
         return session
 
     def reply(self, data: bytes, addr: Any) -> None:
-        if self.transport is not None:
+        transport: Any = self.transport
+        if transport is not None:
             try:
-                self.transport.write(data, addr)
+                transport.write(data, addr)
             except OSError as e:
                 self._log.debug("UDP reply to {client} failed: {error}", client=addr[0], error=str(e))
 

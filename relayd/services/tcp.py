@@ -123,7 +123,7 @@ def _tlsSettings(name: str, transport: Any, info: ObjectInfo) -> TransportSettin
     tls = transport.tls
     if tls is None:
         return TransportSettings(name=name)
-    if getattr(tls, "spiffe", None) is not None or getattr(tls, "peerCertURI", ""):
+    if getattr(tls, "spiffe", None) is not None or bool(getattr(tls, "peerCertURI", "")):
         info.warn(f'TCP serversTransport "{name}": spiffe and peerCertURI are not supported')
     certificates = tuple((c.certFile, c.keyFile) for c in getattr(tls, "certificates", ()))
     return TransportSettings(
