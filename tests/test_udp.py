@@ -118,7 +118,7 @@ class UDPTests(TestCase):
                     "services": {"s": {"loadBalancer": {"servers": [{"address": f"127.0.0.1:{p1}"}, {"address": f"127.0.0.1:{p2}"}]}}},
                 }
             },
-            timeout="0.3s",
+            timeout="1s",
         )
         sessions = ep.listeningPort.protocol.sessions
         answer, sock = yield inThread(exchange, ep.port)
@@ -127,7 +127,11 @@ class UDPTests(TestCase):
         answer, _ = yield inThread(exchange, ep.port, sock)
         self.assertEqual(answer, b"one:ping")
         self.assertEqual(len(sessions), 1)
-        yield _sleep(0.6)
+        yield _sleep(0.5)
+        self.assertEqual(len(sessions), 1)
+        deadline = reactor.seconds() + 3
+        while sessions and reactor.seconds() < deadline:
+            yield _sleep(0.05)
         self.assertEqual(len(sessions), 0)
         answer, _ = yield inThread(exchange, ep.port, sock)
         self.assertEqual(answer, b"two:ping")
