@@ -454,6 +454,30 @@ class PlainTCPTests(TCPTestCase):
         self.assertEqual(banner, b"b\n")
 
     @defer.inlineCallbacks
+    def test_httpWhenNoTCPRouterMatches(self):
+        """
+        A plain connection that no TCP router matches is served by the HTTP
+        routers of the same entrypoint; one that matches goes to TCP.
+        """
+        server = Server("tcp")
+        port = listen(self, server)
+        backend = startBackend("http")[0]
+        self.addCleanup(backend.stopListening)
+        config = tcpConfig(
+            {"r": {"rule": "ClientIP(`10.0.0.0/8`)", "service": "s", "entryPoints": ["web"]}, "all": {"rule": "HostSNI(`*`)", "service": "s", "entryPoints": ["tcp"]}},
+            {"s": lb(port)},
+        )
+        config["http"] = {
+            "routers": {"h": {"rule": "PathPrefix(`/`)", "service": "h", "entryPoints": ["web", "tcp"]}},
+            "services": {"h": {"loadBalancer": {"servers": [{"url": f"http://127.0.0.1:{backend.getHost().port}"}]}}},
+        }
+        eps = self.start(config, entryPoints={"web": {"address": "127.0.0.1:0"}, "tcp": {"address": "127.0.0.1:0"}})
+        status, body = yield inThread(httpGet, eps["web"].port, "x")
+        self.assertEqual((status, body["backend"]), (200, "http"))
+        banner, _ = yield inThread(plainExchange, eps["tcp"].port)
+        self.assertEqual(banner, b"tcp\n")
+
+    @defer.inlineCallbacks
     def test_reloadLeavesConnectionsAlone(self):
         """
         A connection keeps its server after a reload that removes its
