@@ -426,7 +426,7 @@ class EntryPointService(service.Service):
                         site.abortAll()
                 if tunnels:
                     self._log.info(
-                        "entrypoint {entrypoint}: closing {count} WebSocket(s) with 1001",
+                        "entrypoint {entrypoint}: closing {count} open tunnel(s) (WebSockets get 1001, TCP connections are closed)",
                         entrypoint=self.entryPointName,
                         count=len(tunnels),
                     )
