@@ -11,6 +11,9 @@
 #   PYTHON            interpreter that runs twistd (default python3), e.g. pypy3
 #   BENCH_WORKERS     relayd's static "workers" key (processes sharing the port)
 #   BENCH_STATIC_TOML more static TOML, written at the top of the static file
+#   BENCH_DYNAMIC_TOML more dynamic TOML, appended to the dynamic file, which
+#                     has the router "bench" and the service "origin"
+#                     (benchmarks/tls.py adds a TLS router and a certificate)
 #   BENCH_CONFIG_DIR  where to write the two TOML files (created if missing);
 #                     otherwise $PB_WORKDIR/relayd-PORT when run by proxybench
 #                     (removed with its workdir), else a new mktemp directory
@@ -59,6 +62,9 @@ service = "origin"
 [[http.services.origin.loadBalancer.servers]]
 url = "http://$host:$upstream"
 TOML
+if [ -n "${BENCH_DYNAMIC_TOML:-}" ]; then
+    printf '%s\n' "$BENCH_DYNAMIC_TOML" >> "$dir/dynamic.toml"
+fi
 here=$(cd "$(dirname "$0")/.." && pwd)
 PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$here
 export PYTHONPATH
