@@ -221,7 +221,15 @@ class H2Channel(protocol.Protocol):
         self.closed = False
         self.closing = False
         self._waiting: dict[int, H2Request] = {}
-        config = H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=True)
+        # Inbound headers are checked (a client's malformed fields are a
+        # protocol error); outbound ones are relayd's own, already clean.
+        config = H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=True,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
         self.h2 = H2Connection(config=config)
 
     # -- connection --
