@@ -139,6 +139,22 @@ class TLSEntryPointTests(ProxyTestCase):
         self.assertIn(b'"x-forwarded-proto": ["http"]', answer)
 
     @defer.inlineCallbacks
+    def test_noDelayOnTLS(self):
+        """
+        TLS connections have TCP_NODELAY like plain ones, so the first answer
+        does not wait for the client's delayed ACK behind the session
+        tickets.
+        """
+        m = material()
+        ep = self.startProxy(config(self.backend(), self.routers(), {"certificates": [m.a.inline()]}))
+        result = yield threads.deferToThread(httpsGet, ep.port, "a.test", "a.test", ca=m.ca.pem)
+        self.assertEqual(result["status"], 200)
+        [channel] = ep.secureSite.channels
+        sock = channel.transport.transport.socket
+        self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
+        result["sock"].close()
+
+    @defer.inlineCallbacks
     def test_generatedDefault(self):
         """
         Without any certificate relayd serves its generated self-signed one.
