@@ -19,6 +19,7 @@ from relayd.config.loader import LoadedStatic
 from relayd.entrypoints import EntryPointService
 from relayd.providers.base import ProviderUpdate
 from relayd.providers.file import FileProvider
+from relayd.providers.http import HTTPProvider
 from relayd.providers.internal import internalConfig
 from relayd.runtime.build import Runtime
 from relayd.watcher import Watcher
@@ -43,8 +44,11 @@ class RelaydService(service.MultiService):
         fileConfig = self.static.providers.file
         if fileConfig is not None:
             self._addProvider(FileProvider(reactor, self.watcher.update, fileConfig, baseDirectory))
+        httpConfig = self.static.providers.http
+        if httpConfig is not None:
+            self._addProvider(HTTPProvider(reactor, self.watcher.update, httpConfig))
         for name in self.static.providers.enabled():
-            if name not in ("file",):
+            if name not in ("file", "http"):
                 self._log.warn(
                     "the {provider} provider is configured but not available in this relayd yet",
                     provider=name,
