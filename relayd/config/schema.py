@@ -447,11 +447,21 @@ def flatToTree(cls: type, items: Iterable[tuple[str, str]], root: str = "") -> d
     errors: list[ConfigError] = []
     for key, value in items:
         try:
-            _place(cls, tree, _splitSegments(key), value, root)
+            placeFlat(cls, tree, key, value, root)
         except ConfigError as e:
             errors.append(e)
     raiseAll(errors)
     return tree
+
+
+def placeFlat(cls: type, tree: dict, key: str, value: str, root: str = "") -> None:
+    """
+    Add one flat C{a.b[0].c=value} pair to a raw tree being built for L{decode},
+    as L{flatToTree} does for each of its pairs.
+
+    @raise ConfigError: if the key is not in the model.
+    """
+    _place(cls, tree, _splitSegments(key), value, root)
 
 
 def _place(tp: Any, node: dict, segments: list[str], value: str, path: str) -> None:
