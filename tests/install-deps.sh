@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    packages="curl ca-certificates openssl"
+    packages="curl ca-certificates openssl docker.io busybox-static"
     if ! command -v node >/dev/null 2>&1; then
         packages="$packages nodejs"
     fi

@@ -1,0 +1,334 @@
+"""
+A real, private Docker engine for the Docker provider's tests: one C{dockerd}
+per test process (its own data root, exec root, pidfile and UNIX socket in a
+temporary folder; no bridge, no iptables), a tiny image made from busybox-static
+imported once, and helpers that run labelled containers in host network mode,
+each serving its own folder with busybox C{httpd} on a loopback port.
+
+The daemon is started lazily by L{dockerEngine} and stopped when the test
+process exits. Without C{dockerd}, busybox-static or root, the tests that need
+it are skipped with the reason, or fail when C{CI} is C{"true"}
+(C{tests/install-deps.sh} installs both packages).
+"""
+
+from __future__ import annotations
+
+import atexit
+import http.client
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import tempfile
+import time
+from typing import Any
+from urllib.parse import quote
+
+from twisted.trial.unittest import SkipTest
+
+IMAGE = "relayd-test/busybox:1"
+# busybox applets the image links; httpd serves, sh and test run health checks.
+_APPLETS = ("sh", "httpd", "test", "cat", "ls", "sleep", "wget", "touch")
+_LABEL = "relayd.test.fixture"
+
+
+class _UNIXConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("docker", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+class DockerError(Exception):
+    """
+    The engine answered a fixture request with an error status.
+    """
+
+
+def _unavailable(reason: str) -> Exception:
+    if os.environ.get("CI") == "true":
+        return AssertionError(f"the Docker provider tests need a Docker engine: {reason}")
+    return SkipTest(f"no Docker engine for the Docker provider tests: {reason}")
+
+
+class DockerEngine:
+    """
+    A running private C{dockerd} and a synchronous client for it.
+
+    @ivar socketPath: the engine's UNIX socket.
+    @ivar endpoint: the same as a C{unix://} endpoint for relayd.
+    @ivar startSeconds: how long the daemon took to answer C{/_ping}.
+    @ivar importSeconds: how long the image import took.
+    """
+
+    def __init__(self) -> None:
+        self.directory = tempfile.mkdtemp(prefix="relayd-dockerd-")
+        self.socketPath = os.path.join(self.directory, "docker.sock")
+        self.endpoint = "unix://" + self.socketPath
+        self.logPath = os.path.join(self.directory, "dockerd.log")
+        self.process: subprocess.Popen[bytes] | None = None
+        self.startSeconds = 0.0
+        self.importSeconds = 0.0
+        self._log = open(self.logPath, "wb")
+
+    # The daemon.
+
+    def start(self, timeout: float = 30.0) -> None:
+        started = time.monotonic()
+        self.process = subprocess.Popen(
+            [
+                shutil.which("dockerd") or "dockerd",
+                "--data-root", os.path.join(self.directory, "root"),
+                "--exec-root", os.path.join(self.directory, "exec"),
+                "--pidfile", os.path.join(self.directory, "dockerd.pid"),
+                "-H", "unix://" + self.socketPath,
+                "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = started + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(f"dockerd exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                if self.request("GET", "/_ping", timeout=1.0) == b"OK":
+                    break
+            except (OSError, DockerError, http.client.HTTPException):
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"dockerd not ready within {timeout}s:\n{self.output()}")
+            time.sleep(0.02)
+        self.startSeconds = time.monotonic() - started
+        started = time.monotonic()
+        self._importImage()
+        self.importSeconds = time.monotonic() - started
+
+    def output(self) -> str:
+        self._log.flush()
+        with open(self.logPath, "rb") as f:
+            return f.read().decode("utf-8", "replace")[-4000:]
+
+    def stop(self) -> None:
+        """
+        Remove every container, then stop the daemon (it stops in about two
+        seconds once no container runs) and remove its folder.
+        """
+        if self.process is not None and self.process.poll() is None:
+            try:
+                for container in self.request("GET", "/containers/json?all=1", decode=True):
+                    self.remove(container["Id"])
+            except (OSError, DockerError, http.client.HTTPException):
+                pass
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    # The API.
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        timeout: float = 30.0,
+        decode: bool = False,
+        contentType: str = "application/json",
+    ) -> Any:
+        connection = _UNIXConnection(self.socketPath, timeout)
+        try:
+            headers = {}
+            if body is not None and not isinstance(body, bytes):
+                body = json.dumps(body).encode()
+            if body is not None:
+                headers["Content-Type"] = contentType
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+        finally:
+            connection.close()
+        if response.status >= 400:
+            raise DockerError(f"{method} {path}: {response.status} {data.decode('utf-8', 'replace')}")
+        return json.loads(data) if decode else data
+
+    def _importImage(self) -> None:
+        busybox = shutil.which("busybox")
+        assert busybox is not None
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for folder in ("bin", "www", "etc", "tmp", "proc", "sys", "dev"):
+                info = tarfile.TarInfo(folder)
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o1777 if folder == "tmp" else 0o755
+                tar.addfile(info)
+            tar.add(busybox, "bin/busybox")
+            for applet in _APPLETS:
+                info = tarfile.TarInfo(f"bin/{applet}")
+                info.type = tarfile.SYMTYPE
+                info.linkname = "busybox"
+                tar.addfile(info)
+        repository, tag = IMAGE.rsplit(":", 1)
+        self.request(
+            "POST",
+            f"/images/create?fromSrc=-&repo={quote(repository, safe='')}&tag={tag}",
+            body=buffer.getvalue(),
+            contentType="application/x-tar",
+            timeout=60.0,
+        )
+
+    # Containers.
+
+    def run(
+        self,
+        name: str,
+        labels: dict[str, str],
+        port: int,
+        healthy: bool | None = None,
+        content: str | None = None,
+    ) -> "Container":
+        """
+        Create and start a container named C{name} in host network mode whose
+        busybox C{httpd} serves a folder of this machine on 127.0.0.1:C{port};
+        its C{index.html} says C{content} (default: the name).
+
+        @param healthy: C{None} for no health check; otherwise the container
+            has one (every 200 ms) that passes while the file C{healthy}
+            exists in its folder, created now when C{True}.
+        """
+        www = tempfile.mkdtemp(prefix=f"www-{name}-", dir=self.directory)
+        os.chmod(www, 0o755)
+        with open(os.path.join(www, "index.html"), "w") as f:
+            f.write(content if content is not None else name)
+        spec: dict[str, Any] = {
+            "Image": IMAGE,
+            "Cmd": ["/bin/httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", "/www"],
+            "Labels": {**labels, _LABEL: "1"},
+            "HostConfig": {"NetworkMode": "host", "Binds": [f"{www}:/www"]},
+        }
+        if healthy is not None:
+            if healthy:
+                open(os.path.join(www, "healthy"), "w").close()
+            spec["Healthcheck"] = {
+                "Test": ["CMD", "/bin/test", "-f", "/www/healthy"],
+                "Interval": 200_000_000,
+                "Timeout": 1_000_000_000,
+                "Retries": 1,
+                "StartPeriod": 0,
+            }
+        created = self.request("POST", f"/containers/create?name={quote(name)}", spec, decode=True)
+        container = Container(self, created["Id"], name, port, www)
+        container.start()
+        return container
+
+    def inspect(self, containerID: str) -> dict[str, Any]:
+        return self.request("GET", f"/containers/{containerID}/json", decode=True)  # type: ignore[no-any-return]
+
+    def remove(self, containerID: str) -> None:
+        try:
+            self.request("DELETE", f"/containers/{containerID}?force=1&v=1")
+        except DockerError as e:
+            if " 404 " not in str(e):
+                raise
+
+
+class Container:
+    """
+    A container started by L{DockerEngine.run}.
+    """
+
+    def __init__(self, engine: DockerEngine, containerID: str, name: str, port: int, www: str) -> None:
+        self.engine = engine
+        self.id = containerID
+        self.name = name
+        self.port = port
+        self.www = www
+
+    def start(self) -> None:
+        self.engine.request("POST", f"/containers/{self.id}/start")
+
+    def stop(self) -> None:
+        self.engine.request("POST", f"/containers/{self.id}/stop?t=0")
+
+    def remove(self) -> None:
+        self.engine.remove(self.id)
+
+    def inspect(self) -> dict[str, Any]:
+        return self.engine.inspect(self.id)
+
+    def setHealthy(self, healthy: bool) -> None:
+        marker = os.path.join(self.www, "healthy")
+        if healthy:
+            open(marker, "w").close()
+        elif os.path.exists(marker):
+            os.unlink(marker)
+
+    def waitForHealth(self, status: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.inspect()["State"]
+            if state.get("Health", {}).get("Status") == status:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"container {self.name} not {status} within {timeout}s: {state}")
+            time.sleep(0.05)
+
+
+_engine: DockerEngine | None = None
+_failure: Exception | None = None
+
+
+def dockerEngine() -> DockerEngine:
+    """
+    The test process's Docker engine, started on first use and stopped at exit.
+
+    @raise SkipTest: without dockerd, busybox or root (outside CI).
+    @raise AssertionError: the same in CI, or when the engine does not start.
+    """
+    global _engine, _failure
+    if _engine is not None:
+        return _engine
+    if _failure is not None:
+        raise _failure
+    if shutil.which("dockerd") is None:
+        _failure = _unavailable("dockerd is not installed (Debian package docker.io)")
+    elif shutil.which("busybox") is None:
+        _failure = _unavailable("busybox is not installed (Debian package busybox-static)")
+    elif os.geteuid() != 0:
+        _failure = _unavailable("dockerd needs root")
+    if _failure is not None:
+        raise _failure
+    engine = DockerEngine()
+    try:
+        engine.start()
+    except BaseException as e:
+        engine.stop()
+        _failure = AssertionError(f"the Docker engine did not start: {e}")
+        raise
+    atexit.register(engine.stop)
+    _engine = engine
+    return engine
+
+
+def removeAll(engine: DockerEngine) -> None:
+    """
+    Remove every container the fixture started (between tests).
+    """
+    for container in engine.request("GET", "/containers/json?all=1", decode=True):
+        if _LABEL in (container.get("Labels") or {}):
+            engine.remove(container["Id"])
