@@ -20,6 +20,7 @@ from relayd.entrypoints import EntryPointService
 from relayd.providers.base import ProviderUpdate
 from relayd.providers.file import FileProvider
 from relayd.providers.http import HTTPProvider
+from relayd.providers.rancher import RancherProvider
 from relayd.providers.internal import internalConfig
 from relayd.runtime.build import Runtime
 from relayd.watcher import Watcher
@@ -47,8 +48,11 @@ class RelaydService(service.MultiService):
         httpConfig = self.static.providers.http
         if httpConfig is not None:
             self._addProvider(HTTPProvider(reactor, self.watcher.update, httpConfig))
+        rancherConfig = self.static.providers.rancher
+        if rancherConfig is not None:
+            self._addProvider(RancherProvider(reactor, self.watcher.update, rancherConfig))
         for name in self.static.providers.enabled():
-            if name not in ("file", "http"):
+            if name not in ("file", "http", "rancher"):
                 self._log.warn(
                     "the {provider} provider is configured but not available in this relayd yet",
                     provider=name,

@@ -13,7 +13,11 @@ from twisted.trial import unittest
 from twisted.web.client import Agent, readBody
 from twisted.web.http_headers import Headers
 
+from relayd.config.static import RancherProvider as RancherProviderConfig
+from relayd.providers.base import ProviderUpdate
+from relayd.providers.rancher import RancherProvider, buildConfiguration
 from tests.fakes.rancher_metadata import RancherMetadata, listen
+from tests.helpers import poll
 
 
 async def _get(url: str, json_: bool = True) -> tuple[int, bytes]:
@@ -108,3 +112,281 @@ class FakeMetadataTests(unittest.TestCase):
         self.metadata.scale("shop", "web", 1)
         names = [c["name"] for c in self.metadata.service("shop", "web")["containers"]]
         self.assertEqual(names, ["shop-web-1"])
+
+
+# The translation.
+
+
+def _service(
+    name: str = "web",
+    labels: dict[str, str] | None = None,
+    containers: list[tuple[str, str, str]] = (("10.0.0.5", "running", "healthy"),),  # type: ignore[assignment]
+    state: str = "active",
+    ports: list[str] | None = None,
+) -> dict[str, Any]:
+    """
+    A service as C{/stacks} carries it (only the fields that matter here).
+    """
+    return {
+        "name": name,
+        "state": state,
+        "labels": labels if labels is not None else {},
+        "ports": ports or [],
+        "containers": [
+            {"name": f"{name}-{i}", "primary_ip": ip, "state": st, "health_state": health}
+            for i, (ip, st, health) in enumerate(containers, 1)
+        ],
+    }
+
+
+def _build(*services: dict[str, Any], stack: str = "shop", **options: Any) -> tuple[Any, list[Any]]:
+    config = RancherProviderConfig(**options)
+    return buildConfiguration([{"name": stack, "services": list(services)}], config)
+
+
+def _servers(config: Any, service: str) -> list[tuple[str, int | None]]:
+    return [(s.url, s.weight) for s in config.http.services[service].loadBalancer.servers]
+
+
+V1 = {"traefik.enable": "true", "traefik.port": "8080", "traefik.domain": "local"}
+
+
+class TranslationTests(unittest.SynchronousTestCase):
+    """
+    L{buildConfiguration} makes of C{/stacks} what Traefik makes of it.
+    """
+
+    def test_v1Labels(self) -> None:
+        """
+        Traefik 1.x labels give a router with the rule
+        C{Host:<service>.<stack>.<domain>} and a service named
+        C{<service>-<stack>} with one server per kept container at
+        C{http://<primary_ip>:<traefik.port>}, weighted by C{traefik.weight}.
+        """
+        config, problems = _build(
+            _service("web-test", {**V1, "traefik.weight": "3"},
+                     containers=[("10.0.0.5", "running", "healthy"), ("10.0.0.6", "running", "healthy")]),
+            stack="proxy-test",
+        )
+        self.assertEqual(problems, [])
+        self.assertEqual(config.http.routers["web-test-proxy-test"].rule, "Host(`web-test.proxy-test.local`)")
+        self.assertEqual(config.http.routers["web-test-proxy-test"].service, "web-test-proxy-test")
+        self.assertEqual(_servers(config, "web-test-proxy-test"),
+                         [("http://10.0.0.5:8080", 3), ("http://10.0.0.6:8080", 3)])
+
+    def test_v1DomainAndProtocol(self) -> None:
+        """
+        The provider's C{domain} applies without C{traefik.domain}; names are
+        lower-cased in the rule; C{traefik.protocol} is the servers' scheme;
+        an explicit C{traefik.frontend.rule} wins.
+        """
+        config, _ = _build(
+            _service("Web", {"traefik.port": "443", "traefik.protocol": "https"}), stack="Shop", domain="example.org"
+        )
+        self.assertEqual(config.http.routers["Web-Shop"].rule, "Host(`web.shop.example.org`)")
+        self.assertEqual(_servers(config, "Web-Shop"), [("https://10.0.0.5:443", None)])
+        config, _ = _build(_service("web", {"traefik.port": "80", "traefik.frontend.rule": "Host:a.example"}))
+        self.assertEqual(config.http.routers["web-shop"].rule, "Host(`a.example`)")
+
+    def test_v1PortRequired(self) -> None:
+        """
+        A service with v1 labels and no C{traefik.port} is not exposed, and
+        the problem says why.
+        """
+        config, problems = _build(_service("web", {"traefik.domain": "local"}))
+        self.assertTrue(config.isEmpty())
+        self.assertEqual([p.path for p in problems], ["rancher service web.shop: label traefik.port"])
+
+    def test_containerFilter(self) -> None:
+        """
+        Only containers whose health is empty, healthy or updating-healthy and
+        whose state is empty, running, updating-running or upgraded serve.
+        """
+        containers = [
+            ("10.0.0.1", "running", "healthy"),
+            ("10.0.0.2", "running", ""),
+            ("10.0.0.3", "updating-running", "updating-healthy"),
+            ("10.0.0.4", "upgraded", "healthy"),
+            ("10.0.0.5", "running", "unhealthy"),
+            ("10.0.0.6", "running", "initializing"),
+            ("10.0.0.7", "stopped", "healthy"),
+            ("10.0.0.8", "starting", ""),
+        ]
+        config, _ = _build(_service("web", V1, containers=containers))
+        self.assertEqual([u for u, _ in _servers(config, "web-shop")],
+                         [f"http://10.0.0.{n}:8080" for n in (1, 2, 3, 4)])
+
+    def test_noContainers(self) -> None:
+        """
+        A service with no container to serve keeps its router and an empty
+        load balancer (relayd answers 503, as Traefik).
+        """
+        config, problems = _build(_service("web", V1, containers=[("10.0.0.1", "running", "unhealthy")]))
+        self.assertEqual(problems, [])
+        self.assertIn("web-shop", config.http.routers)
+        self.assertEqual(_servers(config, "web-shop"), [])
+
+    def test_exposedByDefault(self) -> None:
+        """
+        C{traefik.enable} decides, else C{exposedByDefault}.
+        """
+        config, _ = _build(_service("a", {"traefik.port": "80"}), _service("b", {**V1, "traefik.enable": "false"}))
+        self.assertEqual(sorted(config.http.services), ["a-shop"])
+        config, _ = _build(_service("a", {"traefik.port": "80"}), _service("b", V1), exposedByDefault=False)
+        self.assertEqual(sorted(config.http.services), ["b-shop"])
+
+    def test_serviceHealthFilter(self) -> None:
+        """
+        With C{enableServiceHealthFilter} (the default), services that are
+        not active, updating-active, upgraded or upgrading are left out.
+        """
+        services = [_service("a", V1, state="inactive"), _service("b", V1, state="upgrading")]
+        config, _ = _build(*services)
+        self.assertEqual(sorted(config.http.services), ["b-shop"])
+        config, _ = _build(*services, enableServiceHealthFilter=False)
+        self.assertEqual(sorted(config.http.services), ["a-shop", "b-shop"])
+
+    def test_v2Labels(self) -> None:
+        """
+        Without v1 labels, the default rule is Traefik 2.x's
+        C{Host(`{{ normalize .Name }}`)} with the name C{<service>_<stack>},
+        and the port is the first of the service's C{ports} (the container
+        side) unless a server port label says otherwise.
+        """
+        config, problems = _build(_service("web", {}, ports=["8000:80/tcp"]))
+        self.assertEqual(problems, [])
+        self.assertEqual(config.http.routers["web-shop"].rule, "Host(`web-shop`)")
+        self.assertEqual(_servers(config, "web-shop"), [("http://10.0.0.5:80", None)])
+        labels = {
+            "traefik.http.routers.site.rule": "Host(`site.example`)",
+            "traefik.http.services.site.loadbalancer.server.port": "9000",
+        }
+        config, _ = _build(_service("web", labels, ports=["8000:80/tcp"]))
+        self.assertEqual(config.http.routers["site"].rule, "Host(`site.example`)")
+        self.assertEqual(_servers(config, "site"), [("http://10.0.0.5:9000", None)])
+
+    def test_defaultRuleTemplate(self) -> None:
+        """
+        A C{defaultRule} template sees C{.Name}, C{.Service}, C{.Stack},
+        C{.Domain} and C{.Labels}.
+        """
+        config, _ = _build(
+            _service("web", {"team": "blue"}, ports=["80"]),
+            defaultRule="Host(`{{ .Service }}.{{ .Stack }}.{{ .Domain }}`) && Header(`X-Team`, `{{ index .Labels \"team\" }}`)",
+            domain="example.org",
+        )
+        self.assertEqual(config.http.routers["web-shop"].rule,
+                         "Host(`web.shop.example.org`) && Header(`X-Team`, `blue`)")
+
+    def test_v2PortMissing(self) -> None:
+        """
+        A v2 service with no port anywhere is not exposed, even when it has
+        no containers.
+        """
+        for containers in ([("10.0.0.5", "running", "")], []):
+            config, problems = _build(_service("web", {}, containers=containers))
+            self.assertTrue(config.isEmpty())
+            self.assertEqual(len(problems), 1)
+            self.assertIn("port is missing", problems[0].message)
+
+    def test_badLabels(self) -> None:
+        """
+        A service whose labels do not decode is skipped with the problem;
+        the others are kept.
+        """
+        config, problems = _build(
+            _service("bad", {"traefik.http.routers.r.priority": "high"}, ports=["80"]),
+            _service("good", V1),
+        )
+        self.assertEqual(sorted(config.http.services), ["good-shop"])
+        self.assertEqual(len(problems), 1)
+        self.assertTrue(problems[0].path.startswith("rancher service bad.shop: label "), problems[0].path)
+
+
+# The provider against the fake, in process.
+
+
+class ProviderTests(unittest.TestCase):
+    """
+    L{RancherProvider} reads the metadata service as Traefik does.
+    """
+
+    def setUp(self) -> None:
+        self.metadata = RancherMetadata(reactor)
+        self.metadata.addService("shop", "web", labels=V1)
+        self.metadata.scale("shop", "web", 1, ips=["10.0.0.5"])
+        self.port = listen(self.metadata, reactor)
+        self.addCleanup(lambda: self.port.stopListening() if self.port is not None else None)
+        self.updates: list[ProviderUpdate] = []
+
+    def start(self, **options: Any) -> RancherProvider:
+        config = RancherProviderConfig(endpoint=f"http://127.0.0.1:{self.port.getHost().port}", **options)
+        provider = RancherProvider(reactor, self.updates.append, config)
+        provider.startService()
+        self.addCleanup(provider.stopService)
+        return provider
+
+    def servers(self) -> list[str]:
+        if not self.updates or "web-shop" not in self.updates[-1].config.http.services:
+            return []
+        return [s.url for s in self.updates[-1].config.http.services["web-shop"].loadBalancer.servers]
+
+    @defer.inlineCallbacks
+    def test_longPoll(self) -> Any:
+        """
+        With C{watch}, the provider long-polls the version with JSON accepted
+        and reads C{/stacks} again as soon as it changes.
+        """
+        self.start(refreshSeconds=30)
+        yield poll(lambda: self.servers() == ["http://10.0.0.5:8080"], timeout=5)
+        self.metadata.scale("shop", "web", 2, ips=["10.0.0.6"])
+        yield poll(lambda: self.servers() == ["http://10.0.0.5:8080", "http://10.0.0.6:8080"], timeout=2)
+        paths = [p for p, _ in self.metadata.requests]
+        self.assertIn("/latest/stacks", paths)
+        self.assertIn("/latest/version?wait=true&value=init&maxWait=30", paths)
+        self.assertTrue(any(p.startswith("/latest/version?wait=true&value=") and "init" not in p for p in paths))
+        self.assertTrue(all(accept == "application/json" for _, accept in self.metadata.requests))
+        self.assertEqual(self.updates[-1].errors, ())
+
+    @defer.inlineCallbacks
+    def test_failureKeepsLastGood(self) -> Any:
+        """
+        When the metadata service goes away, the last good configuration
+        stays, with the error; when it is back, the error goes.
+        """
+        provider = self.start(refreshSeconds=1)
+        yield poll(lambda: self.servers() == ["http://10.0.0.5:8080"], timeout=5)
+        portNumber = self.port.getHost().port
+        yield self.port.stopListening()
+        self.port = None
+        yield poll(lambda: self.updates[-1].errors, timeout=10)
+        self.assertEqual(self.servers(), ["http://10.0.0.5:8080"])
+        self.assertEqual(self.updates[-1].errors[0].path, "providers.rancher")
+        self.metadata.scale("shop", "web", 0)
+        self.port = listen(self.metadata, reactor, portNumber)
+        yield poll(lambda: not self.updates[-1].errors and self.servers() == [], timeout=10)
+        self.assertIsNotNone(provider.version)
+
+    @defer.inlineCallbacks
+    def test_watchFalse(self) -> Any:
+        """
+        Without C{watch}, the stacks are read once.
+        """
+        self.start(watch=False)
+        yield poll(lambda: self.servers() == ["http://10.0.0.5:8080"], timeout=5)
+        self.metadata.scale("shop", "web", 0)
+        yield task.deferLater(reactor, 0.5, lambda: None)
+        self.assertEqual(self.servers(), ["http://10.0.0.5:8080"])
+        self.assertEqual([p for p, _ in self.metadata.requests].count("/latest/stacks"), 1)
+
+    @defer.inlineCallbacks
+    def test_intervalPoll(self) -> Any:
+        """
+        With C{intervalPoll}, the version is read (without waiting) every
+        C{refreshSeconds}, and the stacks when it changed.
+        """
+        self.start(intervalPoll=True, refreshSeconds=1)
+        yield poll(lambda: self.servers() == ["http://10.0.0.5:8080"], timeout=5)
+        self.metadata.scale("shop", "web", 0)
+        yield poll(lambda: self.servers() == [], timeout=5)
+        self.assertFalse(any("wait" in p for p, _ in self.metadata.requests))

@@ -66,7 +66,7 @@ class RancherMetadata:
             }
         ]
         self._waiting: list[defer.Deferred[str]] = []
-        # Every answer to a data path, for tests that check what was asked.
+        # Every request (URI and Accept header), for tests that check what was asked.
         self.requests: list[tuple[str, str]] = []
 
     # Changes.
@@ -387,7 +387,7 @@ class MetadataResource(resource.Resource):
         path = request.path.decode("utf-8", "replace")
         segments = [s for s in path.split("/") if s]
         accept = request.getHeader(b"accept") or b""
-        self.metadata.requests.append((path, accept.decode("latin-1")))
+        self.metadata.requests.append((request.uri.decode("utf-8", "replace"), accept.decode("latin-1")))
         if not segments or segments[0] != self.metadata.prefix:
             return self._notFound(request)
         segments = segments[1:]
