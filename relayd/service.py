@@ -18,6 +18,7 @@ from relayd.api.internal import internalServices
 from relayd.config.loader import LoadedStatic
 from relayd.entrypoints import EntryPointService
 from relayd.providers.base import ProviderUpdate
+from relayd.providers.docker import DockerProvider
 from relayd.providers.file import FileProvider
 from relayd.providers.http import HTTPProvider
 from relayd.providers.rancher import RancherProvider
@@ -51,8 +52,11 @@ class RelaydService(service.MultiService):
         rancherConfig = self.static.providers.rancher
         if rancherConfig is not None:
             self._addProvider(RancherProvider(reactor, self.watcher.update, rancherConfig))
+        dockerConfig = self.static.providers.docker
+        if dockerConfig is not None:
+            self._addProvider(DockerProvider(reactor, self.watcher.update, dockerConfig))
         for name in self.static.providers.enabled():
-            if name not in ("file", "http", "rancher"):
+            if name not in ("file", "http", "rancher", "docker"):
                 self._log.warn(
                     "the {provider} provider is configured but not available in this relayd yet",
                     provider=name,

@@ -33,7 +33,8 @@ from twisted.trial.unittest import SkipTest
 IMAGE = "relayd-test/busybox:1"
 # busybox applets the image links; httpd serves, sh and test run health checks.
 _APPLETS = ("sh", "httpd", "test", "cat", "ls", "sleep", "wget", "touch")
-_LABEL = "relayd.test.fixture"
+# Not under relayd. or traefik.: the provider would read it.
+_LABEL = "org.relayd-tests.fixture"
 
 
 class _UNIXConnection(http.client.HTTPConnection):
