@@ -463,3 +463,30 @@ endpoint = "{self.engine.endpoint}"
         self.assertEqual(body, b"hello from webapp")
         response, _ = yield self.client.get(url + "/", host="other.docker")
         self.assertEqual(response.code, 404)
+
+
+class DocsTests(SynchronousTestCase):
+    """
+    The configurations in docs/providers/docker.rst check clean.
+    """
+
+    def test_examples(self) -> None:
+        """
+        The reference block and the walkthrough's relayd.toml load with no
+        error and no warning.
+        """
+        import io
+
+        from relayd.cli import main
+        from tests.helpers import ROOT
+        from tests.test_examples import _literalBlock
+
+        with open(os.path.join(ROOT, "docs", "providers", "docker.rst"), encoding="utf-8") as f:
+            text = f.read()
+        directory = tempdir(self)
+        for marker in ("The static configuration", "relayd runs beside it"):
+            path = os.path.join(directory, "relayd.toml")
+            writeFile(path, _literalBlock(text, marker))
+            out = io.StringIO()
+            self.assertEqual(main(["check", "--config", path], out), 0, out.getvalue())
+            self.assertNotIn("warning", out.getvalue().lower())

@@ -1,0 +1,1 @@
+Docker provider: routes from container labels read over the Docker Engine API (UNIX socket, or TCP with TLS), followed through the event stream; exposedByDefault, traefik.enable, constraints, health checks, allowEmptyServices, networks, host network mode, ports and useBindPortIP as in Traefik, Compose replicas merged into one service, Traefik 1.x labels translated.
