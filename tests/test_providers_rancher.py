@@ -6,6 +6,8 @@ it is tested against.
 from __future__ import annotations
 
 import json
+import os
+import time
 from typing import Any
 
 from twisted.internet import defer, reactor, task
@@ -17,7 +19,7 @@ from relayd.config.static import RancherProvider as RancherProviderConfig
 from relayd.providers.base import ProviderUpdate
 from relayd.providers.rancher import RancherProvider, buildConfiguration
 from tests.fakes.rancher_metadata import RancherMetadata, listen
-from tests.helpers import poll
+from tests.helpers import Client, RelaydProcess, freePorts, poll, tempdir, writeFile
 
 
 async def _get(url: str, json_: bool = True) -> tuple[int, bytes]:
@@ -390,3 +392,167 @@ class ProviderTests(unittest.TestCase):
         self.metadata.scale("shop", "web", 0)
         yield poll(lambda: self.servers() == [], timeout=5)
         self.assertFalse(any("wait" in p for p, _ in self.metadata.requests))
+
+
+# End to end: a real relayd, the fake metadata service, real backends.
+
+
+def _sameBackendPort(ips: list[str]) -> tuple[int, list[tuple[Any, Any]]]:
+    """
+    Echo backends on each of C{ips} (loopback addresses) at one port, as the
+    containers of a Rancher service all listen on C{traefik.port}.
+    """
+    from twisted.internet.error import CannotListenError
+    from twisted.web import server as webServer
+
+    from tests.helpers import EchoResource
+
+    for _ in range(10):
+        (port,) = freePorts(1)
+        started: list[tuple[Any, Any]] = []
+        try:
+            for ip in ips:
+                echo = EchoResource(ip)
+                site = webServer.Site(echo)
+                site.noisy = False
+                started.append((reactor.listenTCP(port, site, interface=ip), echo))
+        except CannotListenError:
+            for listening, _ in started:
+                listening.stopListening()
+            continue
+        return port, started
+    raise unittest.SkipTest("no port free on all of " + ", ".join(ips))
+
+
+class EndToEndTests(unittest.TestCase):
+    """
+    A real relayd follows a Rancher service as it scales and its containers'
+    health changes, without failing a request a healthy container could
+    serve.
+    """
+
+    timeout = 90
+
+    @defer.inlineCallbacks
+    def test_scaleAndHealth(self) -> Any:
+        """
+        The seed-002 setup (C{web-test} in stack C{proxy-test} with
+        C{traefik.enable}, C{traefik.port}, C{traefik.domain=local}): scaled
+        1 → 3 the new containers get traffic, an unhealthy one stops getting
+        it and gets it again when healthy, a stopped one stops getting it;
+        with no container to serve (scaled down to the stopped one, then to
+        0) the route answers 503, and with the service removed 404. Each change shows within a second
+        (one long poll), and no request fails while a healthy container is
+        there.
+        """
+        ips = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+        backendPort, backends = _sameBackendPort(ips)
+        for listening, _ in backends:
+            self.addCleanup(listening.stopListening)
+        metadata = RancherMetadata(reactor)
+        metadata.addService("proxy-test", "web-test", labels={
+            "traefik.enable": "true", "traefik.port": str(backendPort), "traefik.domain": "local",
+            "io.rancher.container.hostname_override": "container_name",
+        })
+        metadata.scale("proxy-test", "web-test", 1, ips=ips)
+        fake = listen(metadata, reactor)
+        self.addCleanup(fake.stopListening)
+        directory = tempdir(self)
+        (web,) = freePorts(1)
+        writeFile(os.path.join(directory, "relayd.toml"), f"""
+[log]
+level = "INFO"
+
+[entryPoints.web]
+address = "127.0.0.1:{web}"
+
+[providers]
+providersThrottleDuration = "10ms"
+
+[providers.rancher]
+endpoint = "http://127.0.0.1:{fake.getHost().port}"
+refreshSeconds = 5
+""")
+        process = RelaydProcess(["--config", os.path.join(directory, "relayd.toml")], directory)
+        self.addCleanup(process.stop)
+        client = Client()
+        self.addCleanup(client.close)
+        url = f"http://127.0.0.1:{web}/"
+        host = "web-test.proxy-test.local"
+        # (phase, status, backend) of every request of the loop.
+        seen: list[tuple[str, int, str]] = []
+        state = {"phase": "start", "running": True}
+
+        @defer.inlineCallbacks
+        def loop() -> Any:
+            while state["running"]:
+                phase = state["phase"]
+                try:
+                    response, _ = yield client.get(url, host=host)
+                except Exception as e:
+                    seen.append((phase, 0, type(e).__name__))
+                else:
+                    name = response.headers.getRawHeaders(b"x-backend", [b""])[0].decode()
+                    seen.append((phase, response.code, name))
+                yield task.deferLater(reactor, 0.01, lambda: None)
+
+        def recent(count: int = 30) -> list[tuple[str, int, str]]:
+            return [s for s in seen[-count:] if s[0] == state["phase"]]
+
+        @defer.inlineCallbacks
+        def change(phase: str, act: Any, reached: Any) -> Any:
+            state["phase"] = phase
+            before = len(seen)
+            started = time.monotonic()
+            act()
+            yield poll(lambda: len(seen) > before + 30 and reached(seen[-30:]), timeout=10, interval=0.02)
+            return time.monotonic() - started
+
+        yield poll(lambda: defer.maybeDeferred(client.get, url, host=host).addCallback(
+            lambda r: r[0].code == 200), timeout=30)
+        looping = loop()
+
+        def stopLoop() -> Any:
+            state["running"] = False
+            return looping
+
+        self.addCleanup(stopLoop)
+        delays = {}
+        delays["scale 3"] = yield change(
+            "three", lambda: metadata.scale("proxy-test", "web-test", 3, ips=ips),
+            lambda last: {b for _, _, b in last} == set(ips))
+        delays["unhealthy"] = yield change(
+            "unhealthy", lambda: metadata.setContainer("proxy-test-web-test-2", healthState="unhealthy"),
+            lambda last: {b for _, _, b in last} == {"127.0.0.1", "127.0.0.3"})
+        delays["healthy again"] = yield change(
+            "healthy", lambda: metadata.setContainer("proxy-test-web-test-2", healthState="healthy"),
+            lambda last: {b for _, _, b in last} == set(ips))
+        delays["stopped"] = yield change(
+            "stopped", lambda: metadata.setContainer("proxy-test-web-test-1", state="stopped"),
+            lambda last: {b for _, _, b in last} == {"127.0.0.2", "127.0.0.3"})
+        delays["scale 1"] = yield change(
+            "one", lambda: metadata.scale("proxy-test", "web-test", 1),
+            lambda last: all(code == 503 for _, code, _ in last))
+        # Scaling down removes the newest containers: the one left is the
+        # stopped one, so there is nothing to serve.
+        self.assertEqual(metadata.service("proxy-test", "web-test")["containers"][0]["state"], "stopped")
+        delays["scale 0"] = yield change(
+            "zero", lambda: metadata.scale("proxy-test", "web-test", 0),
+            lambda last: all(code == 503 for _, code, _ in last))
+        delays["removed"] = yield change(
+            "removed", lambda: metadata.removeService("proxy-test", "web-test"),
+            lambda last: all(code == 404 for _, code, _ in last))
+        delays["back"] = yield change(
+            "back", lambda: (metadata.addService("proxy-test", "web-test", labels={
+                "traefik.port": str(backendPort), "traefik.domain": "local"}),
+                metadata.scale("proxy-test", "web-test", 1, ips=["127.0.0.3"])),
+            lambda last: {(c, b) for _, c, b in last} == {(200, "127.0.0.3")})
+        yield stopLoop()
+        failed = [s for s in seen if s[0] not in ("one", "zero", "removed", "back") and s[1] != 200]
+        self.assertEqual(failed, [], delays)
+        # While scaling to 1 (whose container is stopped), to 0 and removing,
+        # answers are 200 until relayd sees the change, then 503 or 404.
+        for phase, allowed in (("one", {200, 503}), ("zero", {503}), ("removed", {503, 404}), ("back", {404, 200})):
+            self.assertEqual({c for p, c, _ in seen if p == phase} - allowed, set(), phase)
+        for name, delay in delays.items():
+            self.assertLess(delay, 3.0, f"{name}: relayd followed after {delay:.2f}s ({delays})")
