@@ -1,0 +1,1 @@
+Rancher provider: relayd reads a Rancher 1.x metadata service as Traefik's rancher provider did (version long poll, intervalPoll, watch = false), exposes services by their Traefik 1.x or 2.x labels with one server per running, healthy container, and follows scaling and health changes; the last good configuration stays while the metadata service fails.
