@@ -420,6 +420,8 @@ endpoint = "{self.engine.endpoint}"
             "checked", {"traefik.http.services.checked.loadbalancer.server.port": str(port)}, port, healthy=False
         )
         container.waitForHealth("unhealthy")
+        # relayd is up (it answers), and the unhealthy container stays out.
+        yield self.status(url + "/", host="checked", want=404)
         yield defer.Deferred.fromCoroutine(_sleep(0.5))
         response, _ = yield self.client.get(url + "/", host="checked")
         self.assertEqual(response.code, 404)

@@ -205,9 +205,8 @@ def mergeContainers(configs: Mapping[str, DynamicConfig]) -> tuple[DynamicConfig
                 + "; dropped",
             )
         )
-    result = DynamicConfig()
+    sections: dict[str, Any] = {}
     for protocol, kinds in _SECTIONS:
-        section = getattr(result, protocol)
-        changes = {kind: FrozenMap(merged.get((protocol, kind), {})) for kind in kinds}
-        result = attrs.evolve(result, **{protocol: attrs.evolve(section, **changes)})
-    return result, errors
+        changes: dict[str, Any] = {kind: FrozenMap(merged.get((protocol, kind), {})) for kind in kinds}
+        sections[protocol] = attrs.evolve(getattr(DynamicConfig(), protocol), **changes)
+    return DynamicConfig(**sections), errors

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 from urllib.parse import quote, urlsplit
 
 import attrs
@@ -349,7 +349,7 @@ class _EndpointFactory:
                 creator = tlsCreator(self.tls, host)
             except TransportError as e:
                 raise SourceError(f"tls: {e}") from None
-            return wrapClientTLS(creator, endpoint)
+            return wrapClientTLS(creator, cast(Any, endpoint))
         return endpoint
 
 
