@@ -680,7 +680,7 @@ _services = st.fixed_dictionaries(
 )
 _middlewares = st.one_of(
     st.fixed_dictionaries({"stripPrefix": st.fixed_dictionaries({"prefixes": st.lists(_words.map(lambda w: "/" + w), min_size=1, max_size=3)})}),
-    st.fixed_dictionaries({"headers": st.fixed_dictionaries({"customRequestHeaders": st.dictionaries(_headerNames, _names, min_size=1, max_size=3)})}),
+    st.fixed_dictionaries({"headers": st.fixed_dictionaries({"customRequestHeaders": st.lists(st.tuples(_headerNames, _names), min_size=1, max_size=3, unique_by=lambda item: item[0].lower()).map(dict)})}),
     st.fixed_dictionaries({"replacePath": st.fixed_dictionaries({"path": _words.map(lambda w: "/" + w)})}),
 )
 _configs = st.fixed_dictionaries(
