@@ -498,14 +498,17 @@ class V1LabelsTests(SynchronousTestCase):
 
     def test_version(self) -> None:
         """
-        Label sets with only v1 keys are v1; any v2 section or relayd. label, or
-        no keys at all, is v2.
+        Label sets with only v1 keys are v1; any v2 section (under traefik.
+        or relayd.), or no keys at all, is v2; other relayd.* labels do not
+        decide.
         """
         self.assertEqual(labelVersion(pairs(SEED_003_DOCKER)), "v1")
         self.assertEqual(labelVersion({"traefik.web.port": "80"}), "v1")
         self.assertEqual(labelVersion(pairs(SEED_000)), "v2")
         self.assertEqual(labelVersion({"traefik.enable": "true"}), "v2")
         self.assertEqual(labelVersion({"traefik.port": "80", "traefik.http.routers.r.rule": "x"}), "v2")
+        self.assertEqual(labelVersion({"traefik.port": "80", "relayd.http.routers.r.rule": "x"}), "v2")
+        self.assertEqual(labelVersion({**pairs(SEED_003_DOCKER), "relayd.test.marker": "1"}), "v1")
 
     def test_seed003(self) -> None:
         """

@@ -39,15 +39,19 @@ def labelVersion(labels: Mapping[str, str], prefix: str = "traefik") -> Literal[
     """
     Whether a container's labels are Traefik 1.x labels: those that use v1
     keys (C{traefik.port}, C{traefik.frontend.*}, C{traefik.<segment>.port}...)
-    and none of the v2 sections (C{http}, C{tcp}, C{udp}, C{tls}) nor the
-    C{relayd.} prefix. Labels with neither (only C{traefik.enable}, or none)
+    and none of the v2 sections (C{http}, C{tcp}, C{udp}, C{tls}), under
+    either prefix. Labels with neither (only C{traefik.enable}, or none)
     are v2, so the provider's C{defaultRule} applies.
     """
     v1 = False
     for key in labels:
         lowered = key.lower()
         if lowered.startswith(NATIVE_PREFIX + ".") and prefix.lower() != NATIVE_PREFIX:
-            return "v2"
+            # Only relayd.'s configuration sections mark v2 labels; other
+            # relayd.* labels (markers, notes) say nothing about the format.
+            if lowered[len(NATIVE_PREFIX) + 1 :].split(".")[0] in _V2_SECTIONS:
+                return "v2"
+            continue
         if not lowered.startswith(prefix.lower() + "."):
             continue
         rest = lowered[len(prefix) + 1 :]
