@@ -20,7 +20,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from relayd.config.address import Address
 from relayd.config.static import EntryPoint
-from relayd.proxy.forwarded import applyForwardedHeaders
+from relayd.proxy.forwarded import applyForwardedHeaders, clientHost
 from relayd.proxy.responses import notFound, plainResponse
 from relayd.proxy.server import ChannelSettings, HTTPRequest, HTTPSite
 from relayd.runtime.build import Runtime
@@ -48,19 +48,6 @@ class RequestContext:
     # Set by authentication middlewares (basicAuth) for the access log.
     clientUsername: str = ""
     beforeResponse: list[Callable[[Any], None]] = attrs.field(factory=list)
-
-
-def _clientIP(address: Any) -> str:
-    host = getattr(address, "host", "")
-    if not host:
-        return ""
-    try:
-        parsed = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return host
-    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
-        return str(parsed.ipv4_mapped)
-    return host
 
 
 def _badRequest(request: HTTPRequest, body: str) -> None:
@@ -235,8 +222,8 @@ class EntryPointService(service.Service):
         self.sanitizePath = config.http.sanitizePath
         self.encodeQuerySemicolons = config.http.encodeQuerySemicolons
         router = Router(self)
-        self.site = HTTPSite(router, channelSettings(config), reactor, clientIP=_clientIP)
-        self.secureSite = HTTPSite(router, channelSettings(config, secure=True), reactor, clientIP=_clientIP)
+        self.site = HTTPSite(router, channelSettings(config), reactor, clientIP=clientHost)
+        self.secureSite = HTTPSite(router, channelSettings(config, secure=True), reactor, clientIP=clientHost)
         self.secureSite.maxConcurrentStreams = config.http2.maxConcurrentStreams or 250
         # What TLS connections are terminated with: by default the current
         # runtime's certificates and options, chosen at handshake time.

@@ -115,16 +115,7 @@ class HTTPProvider(PollingProvider):
             headers.setRawHeaders(name.encode("latin-1"), [value.encode("latin-1")])
         if self._authorization and not headers.hasHeader(b"authorization"):
             headers.setRawHeaders(b"authorization", [self._authorization])
-        try:
-            response = await self.agent.request(b"GET", self._url, headers)
-            body = await readBody(response)
-        except (SourceError, defer.CancelledError):
-            raise
-        except Exception as e:
-            if _cancelled(e):
-                raise defer.CancelledError() from None
-            raise SourceError(f"cannot fetch configuration data: {_reason(e)}") from None
-        return response.code, body
+        return await get(self.agent, self._url, headers, "cannot fetch configuration data")
 
     async def _fetch(self) -> DynamicConfig | None:
         code, body = await self._get()
@@ -224,6 +215,24 @@ def _shown(url: str) -> str:
         return "(invalid URL)"
     netloc = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+async def get(agent: Any, url: bytes, headers: Headers, failure: str) -> tuple[int, bytes]:
+    """
+    GET C{url} with C{agent}: the status and the body. A request that fails
+    raises L{SourceError} saying C{failure} and why; a cancelled one raises
+    C{CancelledError}. Shared by the providers that read HTTP sources.
+    """
+    try:
+        response = await agent.request(b"GET", url, headers)
+        body = await readBody(response)
+    except (SourceError, defer.CancelledError):
+        raise
+    except Exception as e:
+        if _cancelled(e):
+            raise defer.CancelledError() from None
+        raise SourceError(f"{failure}: {_reason(e)}") from None
+    return response.code, body
 
 
 def _cancelled(e: BaseException) -> bool:

@@ -25,7 +25,7 @@ import attrs
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
 from relayd.config.dynamic import DynamicConfig
@@ -38,7 +38,7 @@ from relayd.config.schema import parseBoolOrNone
 from relayd.config.static import RancherProvider as RancherProviderConfig
 from relayd.config.types import FrozenMap
 from relayd.providers.base import PollingProvider, Sink, SourceError
-from relayd.providers.http import _cancelled, _reason
+from relayd.providers.http import get
 
 __all__ = ["RancherProvider", "buildConfiguration", "DEFAULT_RULE"]
 
@@ -304,17 +304,9 @@ class RancherProvider(PollingProvider):
     async def _get(self, path: str) -> Any:
         headers = Headers()
         headers.setRawHeaders(b"accept", [b"application/json"])
-        try:
-            response = await self.agent.request(b"GET", (self.base + path).encode("ascii"), headers)
-            body = await readBody(response)
-        except (SourceError, defer.CancelledError):
-            raise
-        except Exception as e:
-            if _cancelled(e):
-                raise defer.CancelledError() from None
-            raise SourceError(f"cannot reach the metadata service: {_reason(e)}") from None
-        if response.code != 200:
-            raise SourceError(f"error {response.code} accessing {path.split('?')[0]}")
+        code, body = await get(self.agent, (self.base + path).encode("ascii"), headers, "cannot reach the metadata service")
+        if code != 200:
+            raise SourceError(f"error {code} accessing {path.split('?')[0]}")
         try:
             return json.loads(body.decode("utf-8"))
         except ValueError as e:

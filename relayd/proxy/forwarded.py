@@ -10,6 +10,7 @@ The proxy appends the client address to X-Forwarded-For when forwarding.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from typing import Any, Iterable
 
@@ -135,3 +136,21 @@ def _removeConnectionHeaders(headers: Any, allowed: set[str]) -> None:
         headers.setRawHeaders(b"connection", [",".join(kept).encode("latin-1")])
     else:
         headers.removeHeader(b"connection")
+
+
+def clientHost(address: Any) -> str:
+    """
+    The IP address of a Twisted address as relayd uses it for routing and
+    X-Forwarded-For: IPv4-mapped IPv6 addresses as plain IPv4, a zone kept;
+    empty for addresses without a host (UNIX sockets).
+    """
+    host = getattr(address, "host", "") or ""
+    if not host:
+        return ""
+    try:
+        parsed = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return host
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return host

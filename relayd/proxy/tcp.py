@@ -34,6 +34,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from relayd.proxy.clienthello import peekClientHello
+from relayd.proxy.forwarded import clientHost
 from relayd.proxy.proxyprotocol import formatHeader, localAddress
 from relayd.proxy.wire import send, socketOf
 from relayd.runtime.matchers import ACME_TLS_ALPN, ConnectionInfo
@@ -43,17 +44,6 @@ _log = Logger()
 # Bytes a client may send before its server connection is up; past this,
 # relayd stops reading from it until then.
 PENDING_LIMIT = 64 * 1024
-
-
-def _host(address: Any) -> str:
-    host = getattr(address, "host", "") or ""
-    try:
-        parsed = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return host
-    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
-        return str(parsed.ipv4_mapped)
-    return host
 
 
 def _table(switch: Any) -> Any:
@@ -77,7 +67,7 @@ def dispatchEarly(entryPoint: Any, switch: Any, afterHeader: bool = False, data:
     table = _table(switch)
     if not table or not table.serverFirst:
         return False
-    info = ConnectionInfo("", (), _host(switch.transport.getPeer()))
+    info = ConnectionInfo("", (), clientHost(switch.transport.getPeer()))
     route = table.matchPlain(info)
     if route is None:
         return False
@@ -99,7 +89,7 @@ def dispatch(entryPoint: Any, switch: Any, buffer: bytes) -> bool | None:
     peek = peekClientHello(buffer)
     if peek.state == "more":
         return None
-    clientIP = _host(switch.transport.getPeer())
+    clientIP = clientHost(switch.transport.getPeer())
     if peek.state == "plain":
         info = ConnectionInfo("", (), clientIP)
         route = table.matchPlain(info)
@@ -192,7 +182,7 @@ def _terminationContext(entryPoint: Any, runtime: Any, route: Any, info: Connect
                 info.serverName or None,
                 entryPoint=entryPoint.entryPointName,
                 options=route.options,
-                localAddress=_host(transport.getHost()),
+                localAddress=clientHost(transport.getHost()),
             )
         except Exception:
             _log.failure("TLS context for router {router} failed", router=route.name)
@@ -336,7 +326,7 @@ class Relay:
         self.service = ""
         self.upstream = ""
         peer = transport.getPeer()
-        self.clientAddress = (_host(peer), getattr(peer, "port", 0))
+        self.clientAddress = (clientHost(peer), getattr(peer, "port", 0))
         self.clientIP = self.clientAddress[0]
         self.localAddress = localAddress(transport)
         self.client = _ClientLeg(self)
