@@ -237,6 +237,20 @@ class TranslationTests(unittest.SynchronousTestCase):
         config, _ = _build(_service("a", {"traefik.port": "80"}), _service("b", V1), exposedByDefault=False)
         self.assertEqual(sorted(config.http.services), ["b-shop"])
 
+    def test_constraints(self) -> None:
+        """
+        C{constraints} keeps only the services whose labels match; one that
+        does not parse exposes nothing and says why.
+        """
+        services = [_service("a", {**V1, "zone": "edge"}), _service("b", V1)]
+        config, problems = _build(*services, constraints="Label(`zone`, `edge`)")
+        self.assertEqual((sorted(config.http.services), problems), (["a-shop"], []))
+        config, _ = _build(*services, constraints="!Label(`zone`, `edge`)")
+        self.assertEqual(sorted(config.http.services), ["b-shop"])
+        config, problems = _build(*services, constraints="Label(`zone`")
+        self.assertEqual(config.http.services, {})
+        self.assertEqual([p.path for p in problems], ["providers.rancher.constraints"])
+
     def test_serviceHealthFilter(self) -> None:
         """
         With C{enableServiceHealthFilter} (the default), services that are

@@ -38,6 +38,7 @@ from relayd.config.schema import parseBoolOrNone
 from relayd.config.static import RancherProvider as RancherProviderConfig
 from relayd.config.types import FrozenMap
 from relayd.providers.base import PollingProvider, Sink, SourceError
+from relayd.providers.containers import ConstraintError, compileConstraints
 from relayd.providers.http import get
 
 __all__ = ["RancherProvider", "buildConfiguration", "DEFAULT_RULE"]
@@ -64,6 +65,15 @@ class _Options:
         self.exposedByDefault = config.exposedByDefault
         self.enableServiceHealthFilter = config.enableServiceHealthFilter
         self.constraints = config.constraints
+        # Traefik's constraint expressions over a service's labels (Label,
+        # LabelRegex, !, &&, ||); one that does not parse exposes nothing.
+        self.matches: Any = None
+        self.constraintProblem: ConfigError | None = None
+        if config.constraints:
+            try:
+                self.matches = compileConstraints(config.constraints)
+            except ConstraintError as e:
+                self.constraintProblem = ConfigError("providers.rancher.constraints", str(e))
         source = config.defaultRule or DEFAULT_RULE
         self.defaultRule: Template | str
         try:
@@ -149,6 +159,8 @@ def _serviceConfig(
     enable = next((v for k, v in labels.items() if k.lower() == "traefik.enable"), None)
     enabled = options.exposedByDefault if enable is None else parseBoolOrNone(enable.strip())
     if not enabled:
+        return None, []
+    if options.matches is not None and not options.matches(labels):
         return None, []
     if options.enableServiceHealthFilter:
         # Metadata mode knows no service health in Traefik; only the state.
@@ -239,6 +251,8 @@ def buildConfiguration(
     without an IP, objects defined by two services).
     """
     options = config if isinstance(config, _Options) else _Options(config)
+    if options.constraintProblem is not None:
+        return DynamicConfig(), [options.constraintProblem]
     if not isinstance(stacks, list):
         raise SourceError("stacks: expected a JSON list")
     sources: list[tuple[str, DynamicConfig]] = []
