@@ -308,6 +308,22 @@ class ProviderTests(TestCase):
         yield poll(lambda: self.routers() == {"second"})
 
     @defer.inlineCallbacks
+    def test_badLabelsReported(self) -> None:
+        """
+        A container with bad labels is left out and its problem, naming the
+        container and the label, is in the update's errors; the others serve.
+        """
+        a, b = freePorts(2)
+        self.provider()
+        self.engine.run("good", {"traefik.http.services.good.loadbalancer.server.port": str(a)}, a)
+        self.engine.run("bad", {"traefik.http.routers.bad.priority": "high"}, b)
+        yield poll(lambda: self.updates and self.updates[-1].errors and "good" in self.routers())
+        messages = " ".join(str(e) for e in self.updates[-1].errors)
+        self.assertIn("bad", messages)
+        self.assertIn("traefik.http.routers.bad.priority", messages)
+        self.assertNotIn("bad", self.routers())
+
+    @defer.inlineCallbacks
     def test_watchFalse(self) -> None:
         """
         With C{watch = false} the containers are read once.

@@ -214,6 +214,8 @@ class PollingProvider(Provider):
         self.timeout = timeout
         self.lastGood: DynamicConfig | None = None
         self.errors: tuple[ConfigError, ...] = ()
+        # Set by fetch: problems of a successful fetch (objects skipped).
+        self.problems: tuple[ConfigError, ...] = ()
         self._published: tuple[DynamicConfig, tuple[ConfigError, ...]] | None = None
         self._poller = Poller(
             clock, self.poll, interval, maxBackoff, name=f"{self.providerName} provider", once=not watch
@@ -257,7 +259,9 @@ class PollingProvider(Provider):
     def _fetched(self, config: DynamicConfig | None) -> None:
         if config is not None:
             self.lastGood = config
-        self.errors = ()
+        # A good fetch still reports what it left out (bad labels, objects
+        # defined twice), with their key paths.
+        self.errors = self.problems
         self._publishChanged()
 
     def _fetchFailed(self, failure: Failure) -> Failure:

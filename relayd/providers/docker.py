@@ -508,6 +508,7 @@ class DockerProvider(PollingProvider):
         if any(c.networkMode == "host" for c in containers):
             settings = attrs.evolve(settings, hostAddress=await self._hostAddress())
         config, problems = buildConfiguration(containers, settings, resolved)
+        self.problems = tuple(problems)
         for problem in problems:
             self._log.error("docker provider: {error}", error=str(problem))
         return config

@@ -308,7 +308,6 @@ class RancherProvider(PollingProvider):
             agent = Agent(reactor, connectTimeout=CLIENT_TIMEOUT, pool=self._pool)
         self.agent = agent
         self.version: str | None = None
-        self.problems: tuple[ConfigError, ...] = ()
 
     def startService(self) -> None:
         mode = "long poll" if self.longPoll else ("every {:g}s".format(self.refresh) if self.config.watch else "once")
@@ -350,12 +349,6 @@ class RancherProvider(PollingProvider):
     def fetch(self) -> defer.Deferred[DynamicConfig | None]:
         return defer.Deferred.fromCoroutine(self._fetch())
 
-    def _fetched(self, config: DynamicConfig | None) -> None:
-        # As the base, but a good fetch reports the services it skipped.
-        if config is not None:
-            self.lastGood = config
-        self.errors = self.problems
-        self._publishChanged()
 
 
 def _shown(url: str) -> str:
