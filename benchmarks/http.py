@@ -31,10 +31,11 @@ process group when it ends, fails or is interrupted.  Only 127.0.0.1 is used.
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import benchlib  # beside this file, the first entry of sys.path
+
 # This file is named http.py: drop its own folder from the import path, or
 # "import http.client" (here and inside the stdlib) would load this file.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
+benchlib.leaveScriptFolder()
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
@@ -44,21 +45,13 @@ import re  # noqa: E402
 import shlex  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-ROOT = os.path.dirname(HERE)
-TARGET_SCRIPT = os.path.join(HERE, "relayd-target.sh")
-SHARED_BENCH = os.path.normpath(os.path.join(ROOT, os.pardir, "shared", "bench"))
-PROXYBENCH = os.path.join(SHARED_BENCH, "proxybench.sh")
+from benchlib import (BODIES, PROXYBENCH, ROOT, SHARED_BENCH, SMALL, Children, Stop,  # noqa: E402
+                      fmt, outputOf, ratio, sessionRssKib, tail)
 
-SMALL = b"hello, world\n"
-LARGE = bytes((n * 131 + n // 256) & 0xFF for n in range(65536))
-BODIES = {"small": ("/small", SMALL), "64k": ("/64k", LARGE)}
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PEER_TARGETS = "nginx,haproxy,caddy,twisted-naive"
 PEER_RELAYD_PORT = 18090
 PEER_BASE_PORT = 18080
@@ -142,169 +135,7 @@ http {{
 """
 
 
-def say(*parts):
-    print("[http-bench %s]" % time.strftime("%H:%M:%S"), *parts, file=sys.stderr, flush=True)
-
-
-class Stop(Exception):
-    """Raised from SIGTERM/SIGHUP so that the cleanup code runs."""
-
-
-def on_signal(signum, frame):
-    raise Stop("signal %d" % signum)
-
-
-# ---------------------------------------------------------------------------
-# child processes
-# ---------------------------------------------------------------------------
-class Children:
-    """Processes started by this script, each leading its own session."""
-
-    def __init__(self):
-        self.running = []
-
-    def spawn(self, label, argv, cpu=None, env=None, logfile=None, cwd=None):
-        if cpu is not None:
-            argv = ["taskset", "-c", str(cpu)] + list(argv)
-        environ = dict(os.environ)
-        environ.update(env or {})
-        out = open(logfile, "ab") if logfile else subprocess.DEVNULL
-        try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, env=environ, cwd=cwd,
-                                    start_new_session=True)
-        finally:
-            if logfile:
-                out.close()
-        proc.label = label
-        self.running.append(proc)
-        say("started %s (pid %d): %s" % (label, proc.pid, " ".join(map(shlex.quote, argv))))
-        return proc
-
-    def stop(self, proc, grace=5.0):
-        if proc not in self.running:
-            return
-        self.running.remove(proc)
-        # The process group id is the PID we spawned (new session).
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 3.0)):
-            if proc.poll() is not None:
-                break
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                pass
-        try:   # anything the leader left behind in its group
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            pass
-        say("stopped %s (pid %d, exit %s)" % (proc.label, proc.pid, proc.returncode))
-
-    def stop_all(self):
-        for proc in list(reversed(self.running)):
-            self.stop(proc)
-
-
-# ---------------------------------------------------------------------------
-# /proc readings
-# ---------------------------------------------------------------------------
-def session_members(sid):
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        # fields[0] is field 3 (state) of proc(5): session is field 6
-        if int(fields[3]) == sid:
-            pids.append(int(entry))
-    return pids
-
-
-def cpu_seconds(sid):
-    """utime + stime of every live process in session `sid`."""
-    ticks = 0
-    for pid in session_members(sid):
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        ticks += int(fields[11]) + int(fields[12])   # fields 14 and 15
-    return ticks / CLOCK_TICKS
-
-
-def cpu_counters():
-    """{"cpu0": (busy, steal, total), ...} in clock ticks, from /proc/stat."""
-    counters = {}
-    with open("/proc/stat") as f:
-        for line in f:
-            name = line.split(None, 1)[0]
-            if name.startswith("cpu") and name != "cpu":
-                v = [int(x) for x in line.split()[1:9]]
-                busy = v[0] + v[1] + v[2] + v[5] + v[6]   # user nice system irq softirq
-                counters[name] = (busy, v[7], busy + v[3] + v[4] + v[7])
-    return counters
-
-
-def cpu_usage(before, after):
-    """Busy and steal % of each CPU between two cpu_counters() readings."""
-    usage = {}
-    for name, old in sorted(before.items()):
-        new = after.get(name, old)
-        total = (new[2] - old[2]) or 1
-        usage[name] = {"busy_pct": round(100.0 * (new[0] - old[0]) / total, 1),
-                       "steal_pct": round(100.0 * (new[1] - old[1]) / total, 1)}
-    return usage
-
-
-def session_rss_kib(sid):
-    """VmRSS summed over the live processes of session `sid` (relayd and any
-    workers; shared pages are counted once per process)."""
-    sizes = [rss_kib(pid) for pid in session_members(sid)]
-    sizes = [size for size in sizes if size is not None]
-    return (sum(sizes), len(sizes)) if sizes else (None, 0)
-
-
-def rss_kib(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-# ---------------------------------------------------------------------------
-# small helpers
-# ---------------------------------------------------------------------------
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_free(port):
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+say = benchlib.sayer("http-bench")
 
 
 def fetch(port, path, timeout=5.0):
@@ -335,114 +166,25 @@ def body_problems(port, labels):
 
 def wait_ready(port, proc, timeout):
     """Until GET /small answers the 13 bytes; returns None or what went wrong."""
-    deadline = time.monotonic() + timeout
-    last = "nothing listening"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return "exited with status %s" % proc.returncode
+    def check():
         try:
             status, got = fetch(port, "/small", timeout=2.0)
-            if status == 200 and got == SMALL:
-                return None
-            last = "status %d, %d bytes" % (status, len(got))
         except (OSError, http.client.HTTPException) as e:
-            last = str(e) or type(e).__name__
-        time.sleep(0.2)
-    return "not ready after %gs (%s)" % (timeout, last)
-
-
-def output_of(argv, timeout=30):
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (done.stdout + done.stderr).strip() or None
-
-
-def tail(path, lines=30):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def pin_plan(args):
-    """(load/origin CPU, relayd CPU) or None, and a sentence saying which."""
-    if args.no_pin:
-        return None, "off (--no-pin)"
-    if not shutil.which("taskset"):
-        return None, "off (taskset not found)"
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return None, "off (a single CPU is available)"
-    return (cpus[0], cpus[1]), "wrk and the origin on CPU %d, relayd alone on CPU %d" % (
-        cpus[0], cpus[1])
-
-
-PROBE = """
-import importlib, json, os, platform
-facts = {"interpreter": platform.python_implementation() + " " + platform.python_version()}
-problems = []
-for name in ("twisted.scripts.twistd", "relayd", "relayd.tap"):
-    try:
-        module = importlib.import_module(name)
-    except Exception as e:
-        problems.append("import %s: %s: %s" % (name, type(e).__name__, e))
-        break
-    if name == "twisted.scripts.twistd":
-        facts["twisted"] = getattr(importlib.import_module("twisted"), "__version__", "?")
-    elif name == "relayd":
-        facts["relayd"] = getattr(module, "__version__", "?")
-        facts["relayd_source"] = os.path.dirname(os.path.dirname(os.path.abspath(module.__file__)))
-facts["problem"] = "; ".join(problems) or None
-print(json.dumps(facts))
-"""
-
-
-def interpreter_facts(python):
-    """What relayd-target.sh will run: interpreter, Twisted, the relayd source
-    it imports (with the PYTHONPATH that script sets up), and whether
-    relayd.tap imports at all."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), ROOT]))
-    try:
-        done = subprocess.run([python, "-c", PROBE], capture_output=True, text=True,
-                              timeout=60, env=env, cwd=tempfile.gettempdir())
-    except (OSError, subprocess.SubprocessError) as e:
-        return {"interpreter": "?", "problem": "cannot run it (%s)" % e}
-    try:
-        facts = json.loads(done.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return {"interpreter": "?", "problem": "its probe failed (exit %s): %s" % (
-            done.returncode, done.stderr.strip()[-600:])}
-    source = facts.get("relayd_source")
-    if source and os.path.isdir(source):
-        facts["relayd_commit"] = output_of(["git", "-C", source, "describe", "--always", "--dirty"])
-    return facts
+            return str(e) or type(e).__name__
+        return None if status == 200 and got == SMALL else "status %d, %d bytes" % (status, len(got))
+    return benchlib.waitReady(proc, timeout, check)
 
 
 def check_interpreter(python):
     """Facts about the interpreter, or SystemExit when it cannot run relayd."""
-    facts = interpreter_facts(python)
-    if facts.get("problem"):
-        raise SystemExit(
-            "`%s` (%s) cannot run relayd: %s.\nrelayd needs Python >= 3.11 with Twisted and "
-            "the dependencies in setup.py importable by that interpreter (for PyPy: a PyPy "
-            "3.11 venv with them installed, then --python /path/to/venv/bin/pypy3)." % (
-                python, facts.get("interpreter", "?"), facts["problem"]))
-    return facts
-
-
-def background_load(seconds=1.0):
-    """Busy % of each CPU while this script is idle: other work on the machine."""
-    before = cpu_counters()
-    time.sleep(seconds)
-    return cpu_usage(before, cpu_counters())
+    return benchlib.checkInterpreter(
+        python, advice=".\nrelayd needs Python >= 3.11 with Twisted and the dependencies in setup.py "
+        "importable by that interpreter (for PyPy: a PyPy 3.11 venv with them installed, then "
+        "--python /path/to/venv/bin/pypy3).")
 
 
 def wrk_version():
-    found = re.search(r"wrk (\S+)", output_of(["wrk", "-v"]) or "")
+    found = re.search(r"wrk (\S+)", outputOf(["wrk", "-v"]) or "")
     return found.group(1) if found else None
 
 
@@ -461,14 +203,6 @@ def shared_core(cpus, cpu, proxy_pct):
     if stolen[0] >= 10:
         notes.append("the hypervisor stole %.0f%% of %s" % stolen)
     return ", and ".join(notes) or None
-
-
-def fmt(value, spec="%.0f"):
-    return "-" if value is None else spec % value
-
-
-def ratio(a, b):
-    return a / b if a is not None and b else None
 
 
 # ---------------------------------------------------------------------------
@@ -546,21 +280,12 @@ def serve_origin(port):
 
 def start_origin(args, kids, work, cpu):
     """Start the origin; returns (process, port, description)."""
-    port = free_port()
-    www = os.path.join(work, "www")
-    os.makedirs(www, exist_ok=True)
-    for path, body in BODIES.values():
-        with open(os.path.join(www, path.lstrip("/")), "wb") as f:
-            f.write(body)
+    port = benchlib.freePort()
     want_nginx = args.origin in ("auto", "nginx") and shutil.which("nginx")
     if args.origin == "nginx" and not want_nginx:
         raise SystemExit("--origin nginx: nginx is not on PATH")
+    benchlib.writeBodies(work, worldReadable=bool(want_nginx))
     if want_nginx:
-        # nginx started as root serves files as an unprivileged worker user
-        os.chmod(work, 0o755)
-        os.chmod(www, 0o755)
-        for name in os.listdir(www):
-            os.chmod(os.path.join(www, name), 0o644)
         os.makedirs(os.path.join(work, "nginx-tmp"), exist_ok=True)
         conf = os.path.join(work, "origin-nginx.conf")
         with open(conf, "w") as f:
@@ -570,14 +295,14 @@ def start_origin(args, kids, work, cpu):
                            "-c", conf], cpu=cpu, logfile=os.path.join(work, "origin.log"))
         problem = wait_ready(port, proc, 15)
         if problem is None:
-            version = output_of(["nginx", "-v"]) or "nginx"
+            version = outputOf(["nginx", "-v"]) or "nginx"
             version = version.split(":", 1)[-1].strip()
             return proc, port, "%s, 1 worker, keep-alive, on 127.0.0.1:%d" % (version, port)
         kids.stop(proc)
         if args.origin == "nginx":
             raise RuntimeError("origin nginx %s:\n%s" % (problem, tail(os.path.join(work, "origin-nginx.error.log"))))
         say("origin nginx %s; falling back to the built-in Python origin" % problem)
-        port = free_port()
+        port = benchlib.freePort()
     proc = kids.spawn("origin (python)", [sys.executable, os.path.abspath(__file__),
                                           "--serve-origin", str(port)],
                       cpu=cpu, logfile=os.path.join(work, "origin.log"))
@@ -598,12 +323,9 @@ def run_wrk(args, kids, lua, port, path, seconds, cpu):
             "--timeout", "%ds" % args.wrk_timeout, "-s", lua,
             "http://127.0.0.1:%d%s" % (port, path),
             "--", "plain" if args.wrk_status_errors else "non2xx"]
-    if cpu is not None:
-        argv = ["taskset", "-c", str(cpu)] + argv
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(benchlib.pinned(argv, cpu), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    proc.label = "wrk"
-    kids.running.append(proc)
+    kids.adopt(proc, "wrk")
     limit = seconds + args.wrk_timeout + 30
     try:
         out, err = proc.communicate(timeout=limit)
@@ -614,14 +336,10 @@ def run_wrk(args, kids, lua, port, path, seconds, cpu):
         kids.stop(proc, grace=1.0)
         raise
     kids.running.remove(proc)
-    line = next((ln for ln in out.splitlines() if ln.startswith(WRK_MARK + " ")), None)
-    if line is None:
+    values = benchlib.parseWrkLine(out, WRK_MARK)
+    if values is None:
         raise RuntimeError("wrk printed no result (exit %s): %s %s" % (
             proc.returncode, out[-400:], err[-400:]))
-    values = {}
-    for pair in line.split()[1:]:
-        key, _, value = pair.partition("=")
-        values[key] = float(value)
     return values
 
 
@@ -632,12 +350,12 @@ def measure(args, kids, lua, port, label, cpu_load, relayd=None):
         run_wrk(args, kids, lua, port, path, args.warmup, cpu_load)
     runs = []
     for _ in range(args.repeat):
-        cpu_before = cpu_seconds(relayd.pid) if relayd else None
-        machine_before = cpu_counters()
+        cpu_before = benchlib.sessionCpuSeconds(relayd.pid) if relayd else None
+        machine_before = benchlib.cpuCounters()
         started = time.monotonic()
         w = run_wrk(args, kids, lua, port, path, args.duration, cpu_load)
         wall = time.monotonic() - started
-        machine = cpu_usage(machine_before, cpu_counters())
+        machine = benchlib.cpuUsage(machine_before, benchlib.cpuCounters())
         seconds = w["duration_us"] / 1e6 or wall
         run = {
             "rps": w["requests"] / seconds,
@@ -655,29 +373,16 @@ def measure(args, kids, lua, port, label, cpu_load, relayd=None):
             "cpus": machine,
         }
         if relayd is not None:
-            used = cpu_seconds(relayd.pid) - cpu_before
+            used = benchlib.sessionCpuSeconds(relayd.pid) - cpu_before
             run["relayd_cpu_s"] = used
             run["relayd_cpu_pct"] = 100.0 * used / wall
             run["relayd_cpu_us_per_req"] = 1e6 * used / w["requests"] if w["requests"] else None
-            run["relayd_rss_kib"] = rss_kib(relayd.pid)
-            run["relayd_rss_total_kib"], run["relayd_processes"] = session_rss_kib(relayd.pid)
+            run["relayd_rss_kib"] = benchlib.rssKib(relayd.pid)
+            run["relayd_rss_total_kib"], run["relayd_processes"] = sessionRssKib(relayd.pid)
             if relayd.poll() is not None:
                 raise RuntimeError("relayd exited during the run (status %s)" % relayd.returncode)
         runs.append(run)
-    chosen = dict(sorted(runs, key=lambda r: r["rps"])[len(runs) // 2])
-    if len(runs) > 1:
-        chosen["rps_all"] = [r["rps"] for r in runs]
-    return chosen
-
-
-def target_env(args):
-    """Variables for relayd-target.sh."""
-    env = {}
-    if args.python:
-        env["PYTHON"] = args.python
-    if args.workers:
-        env["BENCH_WORKERS"] = str(args.workers)
-    return env
+    return benchlib.median(runs, "rps", exact=True)
 
 
 # ---------------------------------------------------------------------------
@@ -685,18 +390,14 @@ def target_env(args):
 # ---------------------------------------------------------------------------
 def standalone(args):
     work = tempfile.mkdtemp(prefix="relayd-http-bench.")
-    kids = Children()
+    kids = Children(say)
     report = {"mode": "standalone", "rows": []}
     try:
-        idle = background_load()
-        report["background_load"] = idle
-        busy = ", ".join("%s %.0f%%" % (n, u["busy_pct"]) for n, u in idle.items()
-                         if u["busy_pct"] >= 10)
-        if busy:
-            say("WARNING: the machine is busy before the run (%s): the numbers will be noisy" % busy)
-        python = args.python or os.environ.get("PYTHON") or "python3"
+        report["background_load"] = benchlib.backgroundLoad(say)
+        python = benchlib.defaultPython(args.python)
         facts = check_interpreter(python)
-        pins, pin_text = pin_plan(args)
+        pins, pin_text = benchlib.pinPlan(
+            args.no_pin, "wrk and the origin on CPU %d, relayd alone on CPU %d")
         cpu_load = pins[0] if pins else None
         cpu_relayd = pins[1] if pins else None
         lua = os.path.join(work, "report.lua")
@@ -709,11 +410,10 @@ def standalone(args):
         if problems:
             raise RuntimeError("the origin serves wrong bodies: %s" % "; ".join(problems))
 
-        relayd_port = free_port()
+        relayd_port = benchlib.freePort()
         relayd_log = os.path.join(work, "relayd.log")
-        env = dict(target_env(args), BENCH_CONFIG_DIR=os.path.join(work, "relayd"))
-        argv = [TARGET_SCRIPT, str(relayd_port), "127.0.0.1", str(origin_port)]
-        relayd = kids.spawn("relayd", argv + shlex.split(args.relayd_args),
+        env = benchlib.targetEnv(args.python, args.workers, os.path.join(work, "relayd"))
+        relayd = kids.spawn("relayd", benchlib.targetArgv(relayd_port, origin_port, args.relayd_args),
                             cpu=cpu_relayd, env=env, logfile=relayd_log)
         problem = wait_ready(relayd_port, relayd, args.start_timeout)
         if problem:
@@ -729,7 +429,7 @@ def standalone(args):
             "origin": origin_text,
             "relayd": dict(facts, python=python, extra_args=args.relayd_args,
                            workers=args.workers,
-                           rss_kib_at_start=session_rss_kib(relayd.pid)[0]),
+                           rss_kib_at_start=sessionRssKib(relayd.pid)[0]),
             "wrk": wrk_version(),
             "config": {"duration_s": args.duration, "warmup_s": args.warmup,
                        "connections": args.connections, "threads": args.threads,
@@ -759,15 +459,12 @@ def standalone(args):
         say("FAILED: %s" % e)
         return 1
     finally:
-        kids.stop_all()
-        if args.keep:
-            say("work directory kept: %s" % work)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        kids.stopAll()
+        benchlib.dropWork(say, work, args.keep)
 
     text = standalone_markdown(report)
     print(text)
-    write_outputs(args, report, text)
+    benchlib.writeOutputs(say, args.json, args.md, report, text)
     return 0
 
 
@@ -778,9 +475,8 @@ def standalone_markdown(report):
         "## relayd HTTP benchmark (standalone)",
         "",
         "* origin: %s" % report["origin"],
-        "* relayd %s from %s (%s), run by `%s` = %s, Twisted %s%s%s" % (
-            r.get("relayd", "?"), r.get("relayd_source", "?"),
-            r.get("relayd_commit") or "no git", r["python"], r["interpreter"], r.get("twisted", "?"),
+        "* %s%s%s" % (
+            benchlib.relaydSummary(r),
             ", workers = %d" % r["workers"] if r.get("workers") else "",
             ", extra args `%s`" % r["extra_args"] if r["extra_args"] else ""),
         "* load: wrk %s, %d thread(s), %d connections, %d s measured after %d s warm-up "
@@ -828,17 +524,6 @@ def standalone_markdown(report):
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(args, report, text):
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-        say("wrote %s" % args.json)
-    if args.md:
-        with open(args.md, "w") as f:
-            f.write(text)
-        say("wrote %s" % args.md)
-
-
 # ---------------------------------------------------------------------------
 # peers mode
 # ---------------------------------------------------------------------------
@@ -850,7 +535,7 @@ def peer_ports(args):
         return base, extra or base + 10
 
     def block_free(b):
-        return all(port_free(p) for p in list(range(b, b + 7)) + [b + 10])
+        return all(benchlib.portFree(p) for p in list(range(b, b + 7)) + [b + 10])
     for candidate in [PEER_BASE_PORT] + list(range(28080, 60000, 100)):
         if block_free(candidate):
             if candidate != PEER_BASE_PORT:
@@ -864,8 +549,8 @@ def peers(args):
     if not os.path.exists(PROXYBENCH):
         say("%s not found; use --standalone" % PROXYBENCH)
         return 2
-    python = args.python or os.environ.get("PYTHON") or "python3"
-    facts = dict(check_interpreter(python), python=python)
+    python = benchlib.defaultPython(args.python)
+    facts = check_interpreter(python)
     try:
         base, relayd_port = peer_ports(args)
     except RuntimeError as e:
@@ -879,8 +564,7 @@ def peers(args):
     targets = [t for t in (args.targets or PEER_TARGETS).split(",") if t and t != "relayd"]
     if "direct" not in targets:
         targets.insert(0, "direct")
-    command = " ".join([shlex.quote(TARGET_SCRIPT), "{port}", "{upstream_host}", "{upstream_port}"]
-                       + [shlex.quote(a) for a in shlex.split(args.relayd_args)])
+    command = benchlib.harnessCommand(args.relayd_args)
     argv = ["bash", PROXYBENCH, "--targets", ",".join(targets),
             "--extra", "relayd=" + command, "--extra-port", str(relayd_port),
             "--base-port", str(base), "--bodies", ",".join(args.bodies),
@@ -892,7 +576,7 @@ def peers(args):
         argv.append("--no-pin")
     if args.keep:
         argv.append("--keep-workdir")
-    env = dict(os.environ, **target_env(args))
+    env = dict(os.environ, **benchlib.targetEnv(args.python, args.workers))
     # proxybench waits at most 150 s twice per cell for TIME_WAIT to drain
     cells = (len(targets) + 2) * len(args.bodies) * args.repeat
     limit = cells * (args.warmup + args.duration + 2 * 150 + 60) + 300
@@ -1001,11 +685,8 @@ def peers_summary(data, bodies, relayd_facts):
     if data.get("fatal"):
         lines += ["", "the harness stopped early: %s" % data["fatal"]]
     r = relayd_facts
-    lines += ["", "relayd %s from %s (%s), run by `%s` = %s, Twisted %s; caddy: %s; origin: %s; "
-              "relayd on 127.0.0.1:%s." % (
-                  r.get("relayd", "?"), r.get("relayd_source", "?"),
-                  r.get("relayd_commit") or "no git", r["python"], r.get("interpreter", "?"), r.get("twisted", "?"),
-                  versions.get("caddy", "-"), versions.get("origin", "?"),
+    lines += ["", "%s; caddy: %s; origin: %s; relayd on 127.0.0.1:%s." % (
+                  benchlib.relaydSummary(r), versions.get("caddy", "-"), versions.get("origin", "?"),
                   data.get("targets", {}).get("relayd", {}).get("port", "?"))]
     lines += ["", "relayd/caddy below 1: relayd serves fewer requests per second than caddy on the "
               "same single core. p99 relayd/caddy above 1: relayd's tail latency is that many times "
@@ -1017,11 +698,7 @@ def peers_summary(data, bodies, relayd_facts):
 
 # ---------------------------------------------------------------------------
 def parse_args(argv):
-    ap = argparse.ArgumentParser(
-        prog="python3 benchmarks/http.py",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = benchlib.argumentParser("python3 benchmarks/http.py", __doc__)
     add = ap.add_argument
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--standalone", action="store_true",
@@ -1046,12 +723,7 @@ def parse_args(argv):
     add("--relayd-args", default="",
         help="extra arguments for relayd-target.sh, given to relayd after its --config "
         "(static flags are ignored there: relayd uses one source, the file)")
-    add("--no-pin", action="store_true", help="do not pin processes to CPUs with taskset")
-    add("--json", metavar="FILE", help="write the results as JSON here")
-    add("--md", metavar="FILE", help="write the Markdown table here")
-    add("--keep", action="store_true", help="keep the temporary work directory (configs, logs)")
-    add("--start-timeout", type=float, default=30.0,
-        help="seconds relayd may take to start (default 30)")
+    benchlib.addRunOptions(ap, md="table")
     alone = ap.add_argument_group("standalone mode")
     alone.add_argument("--origin", choices=("auto", "nginx", "python"), default="auto",
                        help="origin server: nginx when installed (auto), or the built-in Python one")
@@ -1074,9 +746,7 @@ def parse_args(argv):
     unknown = [b for b in args.bodies if b not in BODIES]
     if unknown or not args.bodies:
         ap.error("--bodies takes small and/or 64k, not %s" % ",".join(unknown or ["nothing"]))
-    for name in ("duration", "repeat", "connections", "threads", "wrk_timeout"):
-        if getattr(args, name) < 1:
-            ap.error("--%s must be at least 1" % name.replace("_", "-"))
+    benchlib.requireAtLeastOne(ap, args, ("duration", "repeat", "connections", "threads", "wrk_timeout"))
     if args.warmup < 0:
         ap.error("--warmup cannot be negative")
     return args
@@ -1092,8 +762,7 @@ def main(argv=None):
               "or bash ../shared/bench/setup.sh as root for wrk and the peer proxies).",
               file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    benchlib.catchSignals()
     use_peers = args.peers
     if not (args.peers or args.standalone) and os.path.exists(PROXYBENCH):
         use_peers = shutil.which("nginx") is not None

@@ -52,22 +52,20 @@ from __future__ import annotations
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import benchlib  # beside this file, the first entry of sys.path
+
 # benchmarks/http.py would shadow the standard library's http package for
 # anything imported from here on: drop this folder from the import path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
+benchlib.leaveScriptFolder()
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import hashlib  # noqa: E402
 import ipaddress  # noqa: E402
-import json  # noqa: E402
 import re  # noqa: E402
-import resource  # noqa: E402
 import selectors  # noqa: E402
 import shlex  # noqa: E402
 import shutil  # noqa: E402
-import signal  # noqa: E402
 import socket  # noqa: E402
 import ssl  # noqa: E402
 import subprocess  # noqa: E402
@@ -75,22 +73,16 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
-ROOT = os.path.dirname(HERE)
-TARGET_SCRIPT = os.path.join(HERE, "relayd-target.sh")
-HTTP_BENCH = os.path.join(HERE, "http.py")
-SHARED_BENCH = os.path.normpath(os.path.join(ROOT, os.pardir, "shared", "bench"))
-ORIGIN_TEMPLATE = os.path.join(SHARED_BENCH, "configs", "backend-nginx.conf")
+from benchlib import (BODIES, HERE, SHARED_BENCH, SMALL, Children, Stop, cpuBySession,  # noqa: E402
+                      cpuCounters, cpuUsage, fmt, loadavg, outputOf, ratio, tail)
 
-# The bodies of benchmarks/http.py, so that its figures compare with these.
-SMALL = b"hello, world\n"
-LARGE = bytes((n * 131 + n // 256) & 0xFF for n in range(65536))
-BODIES = {"small": ("/small", SMALL), "64k": ("/64k", LARGE)}
+HTTP_BENCH = os.path.join(HERE, "http.py")
+ORIGIN_TEMPLATE = os.path.join(SHARED_BENCH, "configs", "backend-nginx.conf")
 
 PHASES = ("handshakes", "https", "h2")
 TARGETS = ("relayd", "nginx", "caddy")
 PEERS = ("caddy", "nginx")
 SATURATED_PCT = 90.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 WRK_MARK = "relayd-tls-wrk"
 
 WRK_SCRIPT = r"""-- wrk reporter written by benchmarks/tls.py for one run: a single line of
@@ -192,96 +184,7 @@ keyFile = "{key}"
 """
 
 
-def say(*parts: object) -> None:
-    print("[tls-bench %s]" % time.strftime("%H:%M:%S"), *parts, file=sys.stderr, flush=True)
-
-
-class Stop(Exception):
-    """
-    Raised from SIGTERM/SIGHUP so that the cleanup code runs.
-    """
-
-
-def onSignal(signum: int, frame: object) -> None:
-    raise Stop("signal %d" % signum)
-
-
-# ---------------------------------------------------------------------------
-# child processes
-# ---------------------------------------------------------------------------
-class Children:
-    """
-    Processes started by this script, each leading its own session, stopped
-    by process group.
-    """
-
-    def __init__(self) -> None:
-        self.running: list[subprocess.Popen] = []
-
-    def spawn(self, label: str, argv: list[str], cpu: int | None = None, env: dict | None = None,
-              logfile: str | None = None, stdout: int | None = None, cwd: str | None = None,
-              quiet: bool = False) -> subprocess.Popen:
-        """
-        Start C{argv} in a new session, pinned to C{cpu}; its output goes to
-        C{logfile} (or is dropped), or its stdout to C{stdout} (a pipe) and
-        its stderr to the log.
-        """
-        if cpu is not None:
-            argv = ["taskset", "-c", str(cpu)] + list(argv)
-        environ = dict(os.environ)
-        environ.update(env or {})
-        log: Any = open(logfile, "ab") if logfile else subprocess.DEVNULL
-        try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                    stdout=log if stdout is None else stdout,
-                                    stderr=log, env=environ, cwd=cwd, start_new_session=True)
-        finally:
-            if logfile:
-                log.close()
-        proc.label = label  # type: ignore[attr-defined]
-        self.running.append(proc)
-        if not quiet:
-            say("started %s (pid %d): %s" % (label, proc.pid, " ".join(map(shlex.quote, argv))))
-        return proc
-
-    def stop(self, proc: subprocess.Popen, grace: float = 5.0, quiet: bool = False) -> None:
-        """
-        SIGTERM to the process group, SIGKILL after C{grace} seconds, then
-        SIGKILL to anything left in the group.
-        """
-        if proc not in self.running:
-            return
-        self.running.remove(proc)
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 3.0)):
-            if proc.poll() is not None:
-                break
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            pass
-        if proc.stdout is not None:
-            try:
-                proc.stdout.close()
-            except OSError:
-                pass
-        if not quiet:
-            say("stopped %s (pid %d, exit %s)" % (proc.label, proc.pid, proc.returncode))  # type: ignore[attr-defined]
-
-    def stopAll(self) -> None:
-        for proc in list(reversed(self.running)):
-            self.stop(proc)
+say = benchlib.sayer("tls-bench")
 
 
 def readLines(proc: subprocess.Popen, timeout: float, onLine: Callable[[str], None]) -> str:
@@ -318,49 +221,13 @@ def readLines(proc: subprocess.Popen, timeout: float, onLine: Callable[[str], No
 # ---------------------------------------------------------------------------
 # /proc readings
 # ---------------------------------------------------------------------------
-def cpuBySession() -> dict[int, float]:
-    """
-    utime + stime of every live process, summed by session, in seconds.
-    """
-    ticks: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        # fields[0] is field 3 (state) of proc(5): session is field 6,
-        # utime and stime fields 14 and 15
-        sid = int(fields[3])
-        ticks[sid] = ticks.get(sid, 0) + int(fields[11]) + int(fields[12])
-    return {sid: n / CLOCK_TICKS for sid, n in ticks.items()}
-
-
-def sessionMembers(sid: int) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2:].split()[3]) == sid:
-            pids.append(int(entry))
-    return sorted(pids)
-
-
 def pythonProcesses(sid: int) -> list[int]:
     """
     The interpreter processes of session C{sid} (relayd and its workers;
     not a shell or taskset that is still there).
     """
     found = []
-    for pid in sessionMembers(sid):
+    for pid in benchlib.sessionMembers(sid):
         try:
             exe = os.path.basename(os.readlink("/proc/%d/exe" % pid))
         except OSError:
@@ -370,117 +237,11 @@ def pythonProcesses(sid: int) -> list[int]:
     return found
 
 
-def rssKib(sid: int) -> int | None:
-    total = None
-    for pid in sessionMembers(sid):
-        try:
-            with open("/proc/%d/status" % pid) as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total = (total or 0) + int(line.split()[1])
-        except OSError:
-            pass
-    return total
-
-
-def cpuCounters() -> dict[str, tuple[int, int, int]]:
-    """
-    {"cpu0": (busy, steal, total), ...} in clock ticks, from /proc/stat.
-    """
-    counters = {}
-    with open("/proc/stat") as f:
-        for line in f:
-            name = line.split(None, 1)[0]
-            if name.startswith("cpu") and name != "cpu":
-                v = [int(x) for x in line.split()[1:9]]
-                busy = v[0] + v[1] + v[2] + v[5] + v[6]   # user nice system irq softirq
-                counters[name] = (busy, v[7], busy + v[3] + v[4] + v[7])
-    return counters
-
-
-def cpuUsage(before: dict, after: dict) -> dict[str, dict[str, float]]:
-    usage = {}
-    for name, old in sorted(before.items()):
-        new = after.get(name, old)
-        total = (new[2] - old[2]) or 1
-        usage[name] = {"busy_pct": round(100.0 * (new[0] - old[0]) / total, 1),
-                       "steal_pct": round(100.0 * (new[1] - old[1]) / total, 1)}
-    return usage
-
-
-def backgroundLoad(seconds: float = 1.0) -> dict:
-    """
-    Busy % of each CPU while this script is idle: other work on the machine.
-    """
-    before = cpuCounters()
-    time.sleep(seconds)
-    return cpuUsage(before, cpuCounters())
-
-
-def loadavg() -> list[float]:
-    with open("/proc/loadavg") as f:
-        return [float(x) for x in f.read().split()[:3]]
-
-
-def listening(port: int) -> bool:
-    want = "0100007F:%04X" % port
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            fields = line.split()
-            if fields[1] == want and fields[3] == "0A":
-                return True
-    return False
-
-
-# ---------------------------------------------------------------------------
-# small helpers
-# ---------------------------------------------------------------------------
-def freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tail(path: str, lines: int = 30) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def outputOf(argv: list[str], timeout: float = 30) -> str | None:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (done.stdout + done.stderr).strip() or None
-
-
-def fmt(value: float | None, spec: str = "%.0f") -> str:
-    return "-" if value is None else spec % value
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None
-
-
 def percentile(values: list[float], pct: float) -> float | None:
     if not values:
         return None
     values = sorted(values)
     return values[min(len(values) - 1, int(round(pct / 100.0 * (len(values) - 1))))]
-
-
-def median(rows: list[dict], key: str) -> dict:
-    """
-    The run with the median C{key}; every run's value is kept.
-    """
-    chosen = dict(sorted(rows, key=lambda r: r[key])[len(rows) // 2])
-    if len(rows) > 1:
-        chosen[key + "_all"] = [round(r[key]) for r in rows]
-    return chosen
 
 
 # ---------------------------------------------------------------------------
@@ -683,30 +444,13 @@ class Bench:
             return None
 
 
-def writeBodies(work: str) -> str:
-    www = os.path.join(work, "www")
-    os.makedirs(www, exist_ok=True)
-    for path, body in BODIES.values():
-        with open(os.path.join(www, path.lstrip("/")), "wb") as f:
-            f.write(body)
-    return www
-
-
 def waitPlain(port: int, proc: subprocess.Popen, timeout: float) -> str | None:
-    deadline = time.monotonic() + timeout
-    last = "nothing listening"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return "exited with status %s" % proc.returncode
+    def check() -> str | None:
         try:
-            problem = bodyProblem(fetch(port, "/small", timeout=2.0), SMALL, "GET /small")
-            if problem is None:
-                return None
-            last = problem
+            return bodyProblem(fetch(port, "/small", timeout=2.0), SMALL, "GET /small")
         except (OSError, ValueError) as e:
-            last = str(e) or type(e).__name__
-        time.sleep(0.2)
-    return "not ready after %gs (%s)" % (timeout, last)
+            return str(e) or type(e).__name__
+    return benchlib.waitReady(proc, timeout, check)
 
 
 def startOrigin(bench: Bench) -> str:
@@ -715,17 +459,12 @@ def startOrigin(bench: Bench) -> str:
     nginx and that file are there, else the asyncio origin of http.py.
     """
     args, work = bench.args, bench.work
-    www = writeBodies(work)
-    port = freePort()
+    port = benchlib.freePort()
     useNginx = args.origin in ("auto", "nginx") and shutil.which("nginx") and os.path.exists(ORIGIN_TEMPLATE)
     if args.origin == "nginx" and not useNginx:
         raise SystemExit("--origin nginx: nginx or %s is missing" % ORIGIN_TEMPLATE)
+    benchlib.writeBodies(work, worldReadable=bool(useNginx))
     if useNginx:
-        # nginx started as root serves the files as an unprivileged worker
-        for path in (work, www):
-            os.chmod(path, 0o755)
-        for name in os.listdir(www):
-            os.chmod(os.path.join(www, name), 0o644)
         os.makedirs(os.path.join(work, "backend-tmp"), exist_ok=True)
         with open(ORIGIN_TEMPLATE) as f:
             text = f.read().replace("@@WORKDIR@@", work).replace("@@BACKEND_PORT@@", str(port))
@@ -745,7 +484,7 @@ def startOrigin(bench: Bench) -> str:
         if args.origin == "nginx":
             raise RuntimeError("origin nginx %s:\n%s" % (problem, tail(os.path.join(work, "backend-nginx.error.log"))))
         say("origin nginx %s; the asyncio origin of http.py instead" % problem)
-        port = freePort()
+        port = benchlib.freePort()
     proc = bench.kids.spawn("origin (python)", [sys.executable, HTTP_BENCH, "--serve-origin", str(port)],
                             cpu=bench.cpuLoad, logfile=os.path.join(work, "origin.log"))
     problem = waitPlain(port, proc, 15)
@@ -763,17 +502,14 @@ def startTarget(bench: Bench, name: str) -> dict:
     process, port, log, command and version.
     """
     args, work = bench.args, bench.work
-    port = freePort()
+    port = benchlib.freePort()
     log = os.path.join(work, "%s.log" % name)
     cert, key = bench.cert["cert"], bench.cert["key"]
     env: dict[str, str] = {}
     if name == "relayd":
-        env = {"BENCH_CONFIG_DIR": os.path.join(work, "relayd"),
-               "BENCH_DYNAMIC_TOML": RELAYD_DYNAMIC.format(cert=cert, key=key),
-               "PYTHON": args.python}
-        if args.workers:
-            env["BENCH_WORKERS"] = str(args.workers)
-        argv = [TARGET_SCRIPT, str(port), "127.0.0.1", str(bench.originPort)] + shlex.split(args.relayd_args)
+        env = benchlib.targetEnv(args.python, args.workers, os.path.join(work, "relayd"),
+                                 RELAYD_DYNAMIC.format(cert=cert, key=key))
+        argv = benchlib.targetArgv(port, bench.originPort, args.relayd_args)
         facts = bench.report["relayd"]
         version = "relayd %s (%s) on %s, Twisted %s, pyOpenSSL %s, %s%s" % (
             facts.get("relayd", "?"), facts.get("relayd_commit") or "no git", facts.get("interpreter", "?"),
@@ -820,7 +556,7 @@ def waitTLS(bench: Bench, target: dict) -> str | None:
         if proc.poll() is not None:
             last = "exited with status %s" % proc.returncode
             break
-        if listening(port):
+        if benchlib.listeners(port):
             try:
                 got = fetch(port, "/small", context, None, timeout=3.0)
                 last = bodyProblem(got, SMALL, "GET /small over TLS")
@@ -833,7 +569,7 @@ def waitTLS(bench: Bench, target: dict) -> str | None:
         problem = "%s %s before serving HTTPS" % (target["name"], last)
     else:
         problem = "%s does not serve HTTPS after %gs: %s" % (target["name"], bench.args.start_timeout, last)
-    if proc.poll() is None and listening(port):
+    if proc.poll() is None and benchlib.listeners(port):
         try:
             plain = fetch(port, "/small", timeout=3.0)
             problem += "; plain HTTP on the same port: %s" % (
@@ -1081,7 +817,7 @@ def measureHandshakes(bench: Bench, target: dict) -> dict:
                    client_restarts=b.counts["restarts"] - a.counts["restarts"],
                    mean_ms=(1000.0 * args.handshake_clients * row["wall_s"] / connections) if connections else None)
         runs.append(row)
-    return median(runs, "rate")
+    return benchlib.median(runs, "rate")
 
 
 def runWrk(bench: Bench, url: str, seconds: int) -> dict:
@@ -1093,11 +829,11 @@ def runWrk(bench: Bench, url: str, seconds: int) -> dict:
         out = readLines(proc, seconds + bench.args.wrk_timeout + 30, lambda line: None)
     finally:
         bench.kids.stop(proc, grace=1.0, quiet=True)
-    line = next((ln for ln in out.splitlines() if ln.startswith(WRK_MARK + " ")), None)
-    if line is None:
+    values = benchlib.parseWrkLine(out, WRK_MARK)
+    if values is None:
         raise RuntimeError("wrk printed no result (exit %s): %s %s" % (
             proc.returncode, out[-300:], tail(os.path.join(bench.work, "wrk.log"), 5)))
-    return {key: float(value) for key, _, value in (pair.partition("=") for pair in line.split()[1:])}
+    return values
 
 
 def measureWrk(bench: Bench, target: dict | None, url: str) -> dict:
@@ -1124,7 +860,7 @@ def measureWrk(bench: Bench, target: dict | None, url: str) -> dict:
         runs.append(row)
         if proxy is not None and proxy.poll() is not None:
             raise RuntimeError("%s exited during the run (status %s)" % (name, proxy.returncode))
-    return median(runs, "rate")
+    return benchlib.median(runs, "rate")
 
 
 def measureH2(bench: Bench, target: dict, path: str) -> dict:
@@ -1193,7 +929,7 @@ def measureH2(bench: Bench, target: dict, path: str) -> dict:
         runs.append(row)
         if proxy.poll() is not None:
             raise RuntimeError("%s exited during the run (status %s)" % (target["name"], proxy.returncode))
-    return median(runs, "rate")
+    return benchlib.median(runs, "rate")
 
 
 # ---------------------------------------------------------------------------
@@ -1236,9 +972,7 @@ def profileRelayd(bench: Bench, target: dict, phases: list[str]) -> None:
             began = time.monotonic()
             spy = ["py-spy", "record", "--pid", str(pids[0]), "--duration", str(seconds), "--rate", "200",
                    "--format", "raw", "--native", "--output", raw]
-            if bench.cpuLoad is not None:
-                spy = ["taskset", "-c", str(bench.cpuLoad)] + spy
-            done = subprocess.run(spy, capture_output=True, text=True, timeout=seconds + 60)
+            done = subprocess.run(benchlib.pinned(spy, bench.cpuLoad), capture_output=True, text=True, timeout=seconds + 60)
             cpuPct = 100.0 * (cpuBySession().get(target["proc"].pid, 0.0) - before) / (time.monotonic() - began)
         finally:
             for proc in procs:
@@ -1260,41 +994,22 @@ def profileSummary(path: str, top: int = 15) -> dict:
     component, self time per function, and the functions outside Twisted
     most often on the stack.
     """
-    own: dict[str, int] = {}
-    inclusive: dict[str, int] = {}
-    parts: dict[str, int] = {}
+    tally = benchlib.StackTally(component)
     layers: dict[str, int] = {}
     total = idle = 0
-    with open(path) as f:
-        for line in f:
-            stack, _, count = line.rstrip("\n").rpartition(" ")
-            if not stack or not count.isdigit():
-                continue
-            n = int(count)
-            total += n
-            frames = [shortFrame(x) for x in stack.split(";")]
-            python = [x for x in frames if ".py)" in x]
-            if python and python[-1].startswith("EPollReactor.doPoll "):
-                idle += n
-                continue
-            leaf = frames[-1]
-            own[leaf] = own.get(leaf, 0) + n
-            parts[component(leaf)] = parts.get(component(leaf), 0) + n
-            layer = layerOf(frames, python[-1] if python else "")
-            layers[layer] = layers.get(layer, 0) + n
-            for name in set(frames):
-                inclusive[name] = inclusive.get(name, 0) + n
+    for stack, n in benchlib.rawStacks(path):
+        total += n
+        frames = [shortFrame(x) for x in stack]
+        python = [x for x in frames if ".py)" in x]
+        if python and python[-1].startswith("EPollReactor.doPoll "):
+            idle += n
+            continue
+        tally.add(frames, n)
+        layer = layerOf(frames, python[-1] if python else "")
+        layers[layer] = layers.get(layer, 0) + n
     busy = total - idle
-
-    def share(pairs: list) -> list:
-        return [[name, round(100.0 * n / busy, 1)] for name, n in pairs] if busy else []
-    heavy = [kv for kv in sorted(inclusive.items(), key=lambda kv: -kv[1])
-             if kv[1] < 0.9 * busy and component(kv[0]) != "Twisted" and not kv[0].startswith("0x")]
-    return {"samples": total, "idle": idle, "busy": busy,
-            "layers": share(sorted(layers.items(), key=lambda kv: -kv[1])),
-            "self": share(sorted(own.items(), key=lambda kv: -kv[1])[:top]),
-            "components": share(sorted(parts.items(), key=lambda kv: -kv[1])),
-            "inclusive": share(heavy[:top])}
+    return dict({"samples": total, "idle": idle, "busy": busy, "layers": benchlib.shares(layers, busy)},
+                **tally.shares(busy, top, skip=lambda frame: frame.startswith("0x")))
 
 
 def layerOf(frames: list[str], innermost: str) -> str:
@@ -1365,63 +1080,13 @@ def shortFrame(text: str) -> str:
 # ---------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------
-PROBE = """
-import importlib, json, os, platform
-facts = {"interpreter": platform.python_implementation() + " " + platform.python_version()}
-problems = []
-for name in ("twisted.scripts.twistd", "OpenSSL.SSL", "relayd", "relayd.tap"):
-    try:
-        module = importlib.import_module(name)
-    except Exception as e:
-        problems.append("import %s: %s: %s" % (name, type(e).__name__, e))
-        break
-    if name == "twisted.scripts.twistd":
-        facts["twisted"] = getattr(importlib.import_module("twisted"), "__version__", "?")
-    elif name == "OpenSSL.SSL":
-        facts["pyopenssl"] = importlib.import_module("OpenSSL").__version__
-        facts["openssl"] = module.OpenSSL_version(module.OPENSSL_VERSION).decode()
-    elif name == "relayd":
-        facts["relayd"] = getattr(module, "__version__", "?")
-        facts["relayd_source"] = os.path.dirname(os.path.dirname(os.path.abspath(module.__file__)))
-facts["problem"] = "; ".join(problems) or None
-print(json.dumps(facts))
-"""
-
-
 def checkInterpreter(python: str) -> dict:
     """
     What relayd-target.sh will run (interpreter, Twisted, pyOpenSSL and its
     OpenSSL, the relayd source it imports), or SystemExit when it cannot
     run relayd.
     """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), ROOT]))
-    try:
-        done = subprocess.run([python, "-c", PROBE], capture_output=True, text=True,
-                              timeout=60, env=env, cwd=tempfile.gettempdir())
-        facts = json.loads(done.stdout.strip().splitlines()[-1])
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
-        raise SystemExit("`%s` cannot run relayd's import probe: %s" % (python, e))
-    if facts.get("problem"):
-        raise SystemExit("`%s` (%s) cannot run relayd: %s" % (
-            python, facts.get("interpreter", "?"), facts["problem"]))
-    source = facts.get("relayd_source")
-    if source and os.path.isdir(source):
-        facts["relayd_commit"] = outputOf(["git", "-C", source, "describe", "--always", "--dirty"])
-    facts["python"] = python
-    return facts
-
-
-def pinPlan(args: argparse.Namespace) -> tuple[tuple[int, int] | None, str]:
-    if args.no_pin:
-        return None, "off (--no-pin)"
-    if not shutil.which("taskset"):
-        return None, "off (taskset not found)"
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return None, "off (a single CPU is available)"
-    return (cpus[0], cpus[1]), ("load generators and origin on CPU %d, the proxy alone on CPU %d" % (
-        cpus[0], cpus[1]))
+    return benchlib.checkInterpreter(python, ("OpenSSL.SSL",))
 
 
 def toolVersions() -> dict:
@@ -1455,7 +1120,7 @@ def runTarget(bench: Bench, name: str, phases: list[str]) -> None:
         for problem in checked["problems"]:
             say("%s: %s" % (name, problem))
         if name == "relayd":
-            entry["rss_kib_at_start"] = rssKib(target["proc"].pid)
+            entry["rss_kib_at_start"] = benchlib.sessionRssKib(target["proc"].pid)[0]
         for phase in phases:
             if phase in checked["skip"]:
                 continue
@@ -1481,7 +1146,7 @@ def runTarget(bench: Bench, name: str, phases: list[str]) -> None:
                     row["rate"], fmt(row.get("p50_ms"), "%.2f"), fmt(row.get("p99_ms"), "%.2f"),
                     fmt(row.get("proxy_us_per_op")), name))
         if name == "relayd":
-            entry["rss_kib_at_end"] = rssKib(target["proc"].pid)
+            entry["rss_kib_at_end"] = benchlib.sessionRssKib(target["proc"].pid)[0]
             if args.profile:
                 profileRelayd(bench, target, [p for p in phases if p not in checked["skip"]])
         entry["log_tail"] = tail(target["log"], 10)
@@ -1495,7 +1160,8 @@ def runTarget(bench: Bench, name: str, phases: list[str]) -> None:
 
 def run(bench: Bench) -> int:
     args, report = bench.args, bench.report
-    pins, pinText = pinPlan(args)
+    pins, pinText = benchlib.pinPlan(
+        args.no_pin, "load generators and origin on CPU %d, the proxy alone on CPU %d")
     if pins:
         bench.cpuLoad, bench.cpuProxy = pins
     report["config"].update(pinning=pinText, load_cpu=bench.cpuLoad, proxy_cpu=bench.cpuProxy)
@@ -1564,10 +1230,8 @@ def markdown(report: dict) -> str:
     others = [row["others_cpu_pct"] for phase in PHASES for row in report[phase] if "others_cpu_pct" in row]
     lines = [
         "## relayd TLS benchmark", "",
-        "* relayd %s from %s (%s), run by `%s` = %s, Twisted %s, pyOpenSSL %s with %s%s" % (
-            r.get("relayd", "?"), r.get("relayd_source", "?"), r.get("relayd_commit") or "no git",
-            r.get("python", "?"), r.get("interpreter", "?"), r.get("twisted", "?"), r.get("pyopenssl", "?"),
-            r.get("openssl", "?"), ", workers = %d" % c["workers"] if c.get("workers") else ""),
+        "* %s, pyOpenSSL %s with %s%s" % (
+            benchlib.relaydSummary(r), r.get("pyopenssl", "?"), r.get("openssl", "?"), ", workers = %d" % c["workers"] if c.get("workers") else ""),
         "* certificate: %s (made with %s)" % (report.get("certificate", {}).get("kind", "?"),
                                               report.get("certificate", {}).get("made_with", "?")),
         "* origin: %s" % report.get("origin", "?"),
@@ -1743,21 +1407,13 @@ def profileMarkdown(profiles: dict) -> list[str]:
                       "%s %.0f%%" % (name, pct) for name, pct in p["layers"]) + ".",
                   "", "By component (self time): " + ", ".join(
                       "%s %.0f%%" % (name, pct) for name, pct in p["components"] if pct >= 1) + ".",
-                  "", "| function (self) | % of busy | function (on the stack) | % of busy |",
-                  "|---|---:|---|---:|"]
-        for n in range(max(len(p["self"]), len(p["inclusive"]))):
-            a = p["self"][n] if n < len(p["self"]) else ("", None)
-            b = p["inclusive"][n] if n < len(p["inclusive"]) else ("", None)
-            lines.append("| %s | %s | %s | %s |" % (a[0].replace("|", "\\|"), fmt(a[1], "%.1f"),
-                                                  b[0].replace("|", "\\|"), fmt(b[1], "%.1f")))
+                  ""] + benchlib.profileTable(p)
     return lines
 
 
 # ---------------------------------------------------------------------------
 def parseArgs(argv: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python3 benchmarks/tls.py", description=__doc__.split("\n\n")[0],
-                                 epilog=__doc__.split("\n\n", 1)[1],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = benchlib.argumentParser("python3 benchmarks/tls.py", __doc__)
     add = ap.add_argument
     add("--only", default=",".join(PHASES),
         help="phases to run, comma list of handshakes, https, h2 (default all)")
@@ -1783,11 +1439,7 @@ def parseArgs(argv: list[str]) -> argparse.Namespace:
     add("--profile", metavar="DIR",
         help="after measuring relayd, sample it with py-spy --native in one extra run per phase; "
         "raw stacks go to DIR")
-    add("--no-pin", action="store_true", help="do not pin processes to CPUs with taskset")
-    add("--json", metavar="FILE", help="write the results as JSON here")
-    add("--md", metavar="FILE", help="write the Markdown report here")
-    add("--keep", action="store_true", help="keep the temporary work directory (configs, logs)")
-    add("--start-timeout", type=float, default=30.0, help="seconds a proxy may take to serve HTTPS (default 30)")
+    benchlib.addRunOptions(ap, startHelp="seconds a proxy may take to serve HTTPS (default 30)")
     args = ap.parse_args(argv)
     args.only = [p for p in args.only.split(",") if p]
     if not args.only or any(p not in PHASES for p in args.only):
@@ -1798,28 +1450,22 @@ def parseArgs(argv: list[str]) -> argparse.Namespace:
     args.bodies = [b for b in args.bodies.split(",") if b]
     if not args.bodies or any(b not in BODIES for b in args.bodies):
         ap.error("--bodies takes small and/or 64k")
-    args.duration = args.duration or (3 if args.quick else 10)
-    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
-    for name in ("duration", "repeat", "connections", "handshake_clients", "h2_connections",
-                 "h2_streams", "wrk_timeout"):
-        if getattr(args, name) < 1:
-            ap.error("--%s must be at least 1" % name.replace("_", "-"))
+    benchlib.quickDefaults(args)
+    benchlib.requireAtLeastOne(ap, args, ("duration", "repeat", "connections", "handshake_clients",
+                                          "h2_connections", "h2_streams", "wrk_timeout"))
     if args.warmup < 0:
         ap.error("--warmup cannot be negative")
-    args.python = args.python or os.environ.get("PYTHON") or "python3"
+    args.python = benchlib.defaultPython(args.python)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parseArgs(sys.argv[1:] if argv is None else argv)
-    signal.signal(signal.SIGTERM, onSignal)
-    signal.signal(signal.SIGHUP, onSignal)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    benchlib.catchSignals()
+    benchlib.raiseFileLimit()
     facts = checkInterpreter(args.python)
     work = tempfile.mkdtemp(prefix="relayd-tls-bench.")
-    kids = Children()
+    kids = Children(say)
     bench = Bench(args, kids, work)
     report = bench.report
     report.update({
@@ -1834,10 +1480,7 @@ def main(argv: list[str] | None = None) -> int:
     })
     rc = 0
     try:
-        report["machine"]["background_load"] = idle = backgroundLoad()
-        busy = ", ".join("%s %.0f%%" % (n, u["busy_pct"]) for n, u in idle.items() if u["busy_pct"] >= 10)
-        if busy:
-            say("WARNING: the machine is busy before the run (%s): the numbers will be noisy" % busy)
+        report["machine"]["background_load"] = benchlib.backgroundLoad(say)
         rc = run(bench)
     except (Stop, KeyboardInterrupt) as e:
         say("interrupted (%s)" % (str(e) or "Ctrl-C"))
@@ -1851,20 +1494,10 @@ def main(argv: list[str] | None = None) -> int:
         kids.stopAll()
         report["machine"]["loadavg_after"] = loadavg()
         report["machine"]["loadavg_during"] = bench.loadSamples
-        if args.keep:
-            say("work directory kept: %s" % work)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        benchlib.dropWork(say, work, args.keep)
     text = markdown(report)
     print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-        say("wrote %s" % args.json)
-    if args.md:
-        with open(args.md, "w") as f:
-            f.write(text)
-        say("wrote %s" % args.md)
+    benchlib.writeOutputs(say, args.json, args.md, report, text)
     return rc
 
 

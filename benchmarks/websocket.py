@@ -48,23 +48,19 @@ import math
 import os
 import resource
 import selectors
-import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+import benchlib
 import wsload
+from benchlib import (HERE, PROXYBENCH, ROOT, Children, Stop, fmt, loadavgText, memory, outputOf,
+                      ratio, tail)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-TARGET_SCRIPT = os.path.join(HERE, "relayd-target.sh")
 WSLOAD = os.path.join(HERE, "wsload.py")
-SHARED_BENCH = os.path.normpath(os.path.join(ROOT, os.pardir, "shared", "bench"))
-PROXYBENCH = os.path.join(SHARED_BENCH, "proxybench.sh")
 
 PEER_TARGETS = "nginx,caddy"
 PEER_BASE_PORT = 18080
@@ -74,100 +70,7 @@ RATIO_TARGET = 0.5
 IDLE_MESSAGE_BYTES = 14
 
 
-def say(*parts: object) -> None:
-    print("[ws-bench %s]" % time.strftime("%H:%M:%S"), *parts, file=sys.stderr, flush=True)
-
-
-class Stop(Exception):
-    """
-    Raised from SIGTERM/SIGHUP so that the cleanup code runs.
-    """
-
-
-def onSignal(signum: int, frame: object) -> None:
-    raise Stop("signal %d" % signum)
-
-
-# ---------------------------------------------------------------------------
-# child processes
-# ---------------------------------------------------------------------------
-class Children:
-    """
-    Processes started by this script, each leading its own session, stopped
-    by process group.
-    """
-
-    def __init__(self) -> None:
-        self.running: list[subprocess.Popen] = []
-
-    def spawn(self, label: str, argv: list[str], cpu: int | None = None, env: dict | None = None,
-              logfile: str | None = None, stdin: int = subprocess.DEVNULL,
-              stdout: int | None = None, cwd: str | None = None, quiet: bool = False) -> subprocess.Popen:
-        """
-        Start C{argv} in a new session; its output goes to C{logfile} (or is
-        dropped), or its stdout to C{stdout} (e.g. a pipe) and its stderr to
-        the log.
-        """
-        if cpu is not None:
-            argv = ["taskset", "-c", str(cpu)] + list(argv)
-        environ = dict(os.environ)
-        environ.update(env or {})
-        for name, value in list(environ.items()):
-            if value is None:
-                del environ[name]
-        log = open(logfile, "ab") if logfile else subprocess.DEVNULL
-        try:
-            proc = subprocess.Popen(argv, stdin=stdin, stdout=log if stdout is None else stdout,
-                                    stderr=log if logfile else subprocess.DEVNULL, env=environ,
-                                    cwd=cwd, start_new_session=True)
-        finally:
-            if logfile:
-                log.close()
-        proc.label = label  # type: ignore[attr-defined]
-        self.running.append(proc)
-        if not quiet:
-            say("started %s (pid %d): %s" % (label, proc.pid, " ".join(map(shlex.quote, argv))))
-        return proc
-
-    def stop(self, proc: subprocess.Popen, grace: float = 10.0, quiet: bool = False) -> None:
-        """
-        SIGTERM to the process group, SIGKILL after C{grace} seconds, then
-        SIGKILL to anything left in the group.
-        """
-        if proc not in self.running:
-            return
-        self.running.remove(proc)
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 3.0)):
-            if proc.poll() is not None:
-                break
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            pass
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                try:
-                    stream.close()
-                except OSError:
-                    pass
-        if not quiet:
-            say("stopped %s (pid %d, exit %s)" % (proc.label, proc.pid, proc.returncode))  # type: ignore[attr-defined]
-
-    def stopAll(self) -> None:
-        for proc in list(reversed(self.running)):
-            self.stop(proc)
+say = benchlib.sayer("ws-bench")
 
 
 def readEvents(procs: list[subprocess.Popen], event: str, timeout: float) -> dict[int, dict]:
@@ -219,27 +122,12 @@ def command(procs: list[subprocess.Popen], word: str) -> None:
 # ---------------------------------------------------------------------------
 # /proc readings
 # ---------------------------------------------------------------------------
-def sessionMembers(sid: int) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2:].split()[3]) == sid:
-            pids.append(int(entry))
-    return sorted(pids)
-
-
 def relaydProcesses(sid: int) -> list[int]:
     """
     relayd's processes in session C{sid} (the shell that relayd-target.sh
     was is exec'd away; taskset too).
     """
-    return [pid for pid in sessionMembers(sid) if "twistd" in cmdline(pid)]
+    return [pid for pid in benchlib.sessionMembers(sid) if "twistd" in cmdline(pid)]
 
 
 def cmdline(pid: int) -> str:
@@ -248,21 +136,6 @@ def cmdline(pid: int) -> str:
             return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
     except OSError:
         return ""
-
-
-def memory(pid: int) -> dict[str, int]:
-    """
-    VmRSS and RssAnon of C{pid}, in KiB (empty when it is gone).
-    """
-    out = {}
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith(("VmRSS:", "RssAnon:")):
-                    out[line.split(":")[0]] = int(line.split()[1])
-    except OSError:
-        pass
-    return out
 
 
 def socketCount(pid: int) -> int:
@@ -292,91 +165,6 @@ def relaydState(sid: int) -> dict:
     return {"processes": procs, "rss_kib": sum(p["rss_kib"] for p in procs),
             "anon_kib": sum(p["anon_kib"] for p in procs),
             "sockets": sum(p["sockets"] for p in procs)}
-
-
-def listeners(port: int) -> int:
-    """
-    How many sockets listen on 127.0.0.1:C{port} (one per relayd worker).
-    """
-    want = "0100007F:%04X" % port
-    n = 0
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            fields = line.split()
-            if fields[1] == want and fields[3] == "0A":
-                n += 1
-    return n
-
-
-def cpuCounters() -> dict:
-    return wsload.cpuCounters()
-
-
-def cpuUsage(before: dict, after: dict) -> dict:
-    usage = {}
-    for name, old in sorted(before.items()):
-        new = after.get(name, old)
-        total = (new[2] - old[2]) or 1
-        usage[name] = {"busy_pct": round(100.0 * (new[0] - old[0]) / total, 1),
-                       "steal_pct": round(100.0 * (new[1] - old[1]) / total, 1)}
-    return usage
-
-
-def backgroundLoad(seconds: float = 1.0) -> dict:
-    """
-    Busy % of each CPU while this script is idle: other work on the machine.
-    """
-    before = cpuCounters()
-    time.sleep(seconds)
-    return cpuUsage(before, cpuCounters())
-
-
-def loadavg() -> list[str]:
-    with open("/proc/loadavg") as f:
-        return f.read().split()[:3]
-
-
-# ---------------------------------------------------------------------------
-# small helpers
-# ---------------------------------------------------------------------------
-def freePort(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def portFree(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def tail(path: str, lines: int = 30) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def outputOf(argv: list[str], timeout: float = 30) -> str | None:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (done.stdout + done.stderr).strip() or None
-
-
-def fmt(value: float | None, spec: str = "%.0f") -> str:
-    return "-" if value is None else spec % value
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None
 
 
 def probe(port: int, timeout: float = 3.0) -> str | None:
@@ -423,57 +211,10 @@ def waitReady(port: int, proc: subprocess.Popen, timeout: float, listening: int 
     Until C{listening} sockets listen on C{port} and a WebSocket echoes
     through it; None or what went wrong.
     """
-    deadline = time.monotonic() + timeout
-    last = "nothing listening"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return "exited with status %s" % proc.returncode
-        found = listeners(port)
-        if found >= listening:
-            last = probe(port)
-            if last is None:
-                return None
-        else:
-            last = "%d of %d listening sockets" % (found, listening)
-        time.sleep(0.2)
-    return "not ready after %gs (%s)" % (timeout, last)
-
-
-def pinPlan(args: argparse.Namespace) -> tuple[tuple[int, int] | None, str]:
-    """
-    (client/origin CPU, relayd CPU) or None, and a sentence saying which.
-    """
-    if args.no_pin:
-        return None, "off (--no-pin)"
-    if not shutil.which("taskset"):
-        return None, "off (taskset not found)"
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return None, "off (a single CPU is available)"
-    return (cpus[0], cpus[1]), "client and origin on CPU %d, the proxy alone on CPU %d" % (
-        cpus[0], cpus[1])
-
-
-PROBE = """
-import importlib, json, os, platform
-facts = {"interpreter": platform.python_implementation() + " " + platform.python_version()}
-problems = []
-for name in ("twisted.scripts.twistd", "autobahn", "relayd", "relayd.tap", "relayd.proxy.websocket"):
-    try:
-        module = importlib.import_module(name)
-    except Exception as e:
-        problems.append("import %s: %s: %s" % (name, type(e).__name__, e))
-        break
-    if name == "twisted.scripts.twistd":
-        facts["twisted"] = getattr(importlib.import_module("twisted"), "__version__", "?")
-    elif name == "autobahn":
-        facts["autobahn"] = getattr(module, "__version__", "?")
-    elif name == "relayd":
-        facts["relayd"] = getattr(module, "__version__", "?")
-        facts["relayd_source"] = os.path.dirname(os.path.dirname(os.path.abspath(module.__file__)))
-facts["problem"] = "; ".join(problems) or None
-print(json.dumps(facts))
-"""
+    def check() -> str | None:
+        found = benchlib.listeners(port)
+        return probe(port) if found >= listening else "%d of %d listening sockets" % (found, listening)
+    return benchlib.waitReady(proc, timeout, check)
 
 
 def checkInterpreter(python: str) -> dict:
@@ -481,30 +222,15 @@ def checkInterpreter(python: str) -> dict:
     What relayd-target.sh will run (interpreter, Twisted, autobahn, the
     relayd source it imports), or SystemExit when it cannot run relayd.
     """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), ROOT]))
-    try:
-        done = subprocess.run([python, "-c", PROBE], capture_output=True, text=True,
-                              timeout=60, env=env, cwd=tempfile.gettempdir())
-        facts = json.loads(done.stdout.strip().splitlines()[-1])
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
-        raise SystemExit("`%s` cannot run relayd's import probe: %s" % (python, e))
-    if facts.get("problem"):
-        raise SystemExit("`%s` (%s) cannot run relayd: %s" % (
-            python, facts.get("interpreter", "?"), facts["problem"]))
-    source = facts.get("relayd_source")
-    if source and os.path.isdir(source):
-        facts["relayd_commit"] = outputOf(["git", "-C", source, "describe", "--always", "--dirty"])
-    facts["python"] = python
-    return facts
+    return benchlib.checkInterpreter(python, ("autobahn",), ("relayd.proxy.websocket",))
 
 
 def relaydEnv(args: argparse.Namespace, workers: int | None, configDir: str) -> dict:
     """
     Variables for relayd-target.sh; C{None} removes one.
     """
-    return {"PYTHON": args.python, "BENCH_WORKERS": str(workers) if workers and workers > 1 else None,
-            "BENCH_CONFIG_DIR": configDir}
+    return dict({"BENCH_WORKERS": None},
+                **benchlib.targetEnv(args.python, workers if workers and workers > 1 else None, configDir))
 
 
 # ---------------------------------------------------------------------------
@@ -534,11 +260,11 @@ def startRelayd(args: argparse.Namespace, kids: Children, work: str, name: str, 
     relayd on a free port in front of 127.0.0.1:C{upstreamPort}; (process,
     port, log file).
     """
-    port = freePort()
+    port = benchlib.freePort()
     log = os.path.join(work, "%s.log" % name)
     env = relaydEnv(args, workers, os.path.join(work, name))
-    argv = [TARGET_SCRIPT, str(port), "127.0.0.1", str(upstreamPort)] + shlex.split(args.relayd_args)
-    proc = kids.spawn(name, argv, cpu=cpu, env=env, logfile=log)
+    proc = kids.spawn(name, benchlib.targetArgv(port, upstreamPort, args.relayd_args), cpu=cpu, env=env,
+                      logfile=log)
     problem = waitReady(port, proc, args.start_timeout, listening=workers or 1)
     if problem:
         raise RuntimeError("relayd %s; the end of its log:\n%s" % (problem, tail(log) or "(empty)"))
@@ -592,9 +318,8 @@ def median(rows: list[dict]) -> dict:
     """
     The run with the median round trips/s; every run is kept under "runs".
     """
-    chosen = dict(sorted(rows, key=lambda r: r["rt_per_s"])[len(rows) // 2])
+    chosen = benchlib.median(rows, "rt_per_s")
     if len(rows) > 1:
-        chosen["rt_per_s_all"] = [round(r["rt_per_s"]) for r in rows]
         chosen["runs"] = rows
     return chosen
 
@@ -648,14 +373,12 @@ def profileRun(args: argparse.Namespace, kids: Children, port: int, size: int, c
     load = kids.spawn("rtt client (profiled run)", client, cpu=cpu, stdout=subprocess.PIPE, quiet=True)
     try:
         time.sleep(1.5)
-        before = wsload.sessionCpuSeconds(relayd.pid)
+        before = benchlib.sessionCpuSeconds(relayd.pid)
         began = time.monotonic()
         spy = ["py-spy", "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "250",
                "--format", "raw", "--function", "--nonblocking", "--output", raw]
-        if cpu is not None:
-            spy = ["taskset", "-c", str(cpu)] + spy
-        done = subprocess.run(spy, capture_output=True, text=True, timeout=seconds + 60)
-        cpuPct = 100.0 * (wsload.sessionCpuSeconds(relayd.pid) - before) / (time.monotonic() - began)
+        done = subprocess.run(benchlib.pinned(spy, cpu), capture_output=True, text=True, timeout=seconds + 60)
+        cpuPct = 100.0 * (benchlib.sessionCpuSeconds(relayd.pid) - before) / (time.monotonic() - began)
         if done.returncode != 0 or not os.path.exists(raw):
             say("py-spy failed: %s" % (done.stderr.strip()[-400:]))
             return
@@ -673,35 +396,17 @@ def profileSummary(path: str, top: int = 15) -> dict:
     standard library, others), and the functions outside Twisted that are
     on the stack most often (under 90% of the samples: not the scaffolding).
     """
-    own: dict[str, int] = {}
-    inclusive: dict[str, int] = {}
-    parts: dict[str, int] = {}
+    tally = benchlib.StackTally(component)
     total = polling = 0
-    with open(path) as f:
-        for line in f:
-            stack, _, count = line.rstrip("\n").rpartition(" ")
-            if not stack or not count.isdigit():
-                continue
-            n = int(count)
-            total += n
-            frames = [shortFrame(x) for x in stack.split(";")]
-            if frames[-1].startswith("EPollReactor.doPoll "):
-                polling += n
-                continue
-            own[frames[-1]] = own.get(frames[-1], 0) + n
-            parts[component(frames[-1])] = parts.get(component(frames[-1]), 0) + n
-            for name in set(frames):
-                inclusive[name] = inclusive.get(name, 0) + n
+    for stack, n in benchlib.rawStacks(path):
+        total += n
+        frames = [shortFrame(x) for x in stack]
+        if frames[-1].startswith("EPollReactor.doPoll "):
+            polling += n
+            continue
+        tally.add(frames, n)
     busy = total - polling
-
-    def share(pairs: list) -> list:
-        return [[name, round(100.0 * n / busy, 1)] for name, n in pairs] if busy else []
-    heavy = [kv for kv in sorted(inclusive.items(), key=lambda kv: -kv[1])
-             if kv[1] < 0.9 * busy and component(kv[0]) != "Twisted"]
-    return {"samples": total, "in_epoll": polling, "busy": busy,
-            "self": share(sorted(own.items(), key=lambda kv: -kv[1])[:top]),
-            "components": share(sorted(parts.items(), key=lambda kv: -kv[1])),
-            "inclusive": share(heavy[:top])}
+    return dict({"samples": total, "in_epoll": polling, "busy": busy}, **tally.shares(busy, top))
 
 
 def component(frame: str) -> str:
@@ -737,7 +442,7 @@ def peerPorts(args: argparse.Namespace) -> tuple[int, int, int]:
     port: 18080, 18090 and 18180 when free, else the first free block.
     """
     def blockFree(b: int) -> bool:
-        return all(portFree(p) for p in list(range(b, b + 7)) + [b + 10, b + 100])
+        return all(benchlib.portFree(p) for p in list(range(b, b + 7)) + [b + 10, b + 100])
     for base in [PEER_BASE_PORT] + list(range(28080, 60000, 200)):
         if blockFree(base):
             return base, base + 10, base + 100
@@ -747,8 +452,7 @@ def peerPorts(args: argparse.Namespace) -> tuple[int, int, int]:
 def peerThroughput(args: argparse.Namespace, kids: Children, work: str, report: dict) -> None:
     base, relaydPort, wsPort = peerPorts(args)
     targets = [t for t in args.targets.split(",") if t and t not in ("direct", "relayd")]
-    command = " ".join(["exec", shlex.quote(TARGET_SCRIPT), "{port}", "{upstream_host}", "{upstream_port}"]
-                       + [shlex.quote(a) for a in shlex.split(args.relayd_args)])
+    command = benchlib.harnessCommand(args.relayd_args, ("exec",))
     env = {"PYTHON": args.python, "BENCH_WORKERS": None, "BENCH_CONFIG_DIR": None}
     cells: dict[tuple[str, int], list[dict]] = {}
     versions: dict = {}
@@ -962,9 +666,8 @@ def markdown(report: dict) -> str:
     r = report["relayd"]
     m = report["machine"]
     lines = ["## relayd WebSocket benchmark", "",
-             "* relayd %s from %s (%s), run by `%s` = %s, Twisted %s, autobahn %s%s" % (
-                 r.get("relayd", "?"), r.get("relayd_source", "?"), r.get("relayd_commit") or "no git",
-                 r["python"], r.get("interpreter", "?"), r.get("twisted", "?"), r.get("autobahn", "?"),
+             "* %s, autobahn %s%s" % (
+                 benchlib.relaydSummary(r), r.get("autobahn", "?"),
                  ", extra args `%s`" % report["config"]["relayd_args"] if report["config"]["relayd_args"] else ""),
              "* machine: %d CPUs, open-files limit %s, load average %s before and %s after; other "
              "work before the run (busy %%): %s" % (
@@ -1066,13 +769,7 @@ def profileMarkdown(profiles: dict) -> list[str]:
                       size, fmt(p.get("relayd_cpu_pct")), p["samples"], p["in_epoll"], p["raw"]),
                   "", "By component (self time of the busy samples): " + ", ".join(
                       "%s %.0f%%" % (name, pct) for name, pct in p["components"]) + ".",
-                  "", "| function (self) | % of busy | function (on the stack) | % of busy |",
-                  "|---|---:|---|---:|"]
-        for n in range(max(len(p["self"]), len(p["inclusive"]))):
-            a = p["self"][n] if n < len(p["self"]) else ("", None)
-            b = p["inclusive"][n] if n < len(p["inclusive"]) else ("", None)
-            lines.append("| %s | %s | %s | %s |" % (a[0].replace("|", "\\|"), fmt(a[1], "%.1f"),
-                                                  b[0].replace("|", "\\|"), fmt(b[1], "%.1f")))
+                  ""] + benchlib.profileTable(p)
     return lines
 
 
@@ -1144,10 +841,7 @@ def idleMarkdown(runs: list[dict]) -> list[str]:
 
 # ---------------------------------------------------------------------------
 def parseArgs(argv: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python3 benchmarks/websocket.py",
-                                 description=__doc__.split("\n\n")[0],
-                                 epilog=__doc__.split("\n\n", 1)[1],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = benchlib.argumentParser("python3 benchmarks/websocket.py", __doc__)
     add = ap.add_argument
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--standalone", action="store_true",
@@ -1179,11 +873,7 @@ def parseArgs(argv: list[str]) -> argparse.Namespace:
     add("--python", default=None,
         help="interpreter that runs relayd, passed as PYTHON to relayd-target.sh")
     add("--relayd-args", default="", help="extra arguments for relayd-target.sh")
-    add("--no-pin", action="store_true", help="do not pin processes to CPUs with taskset")
-    add("--json", metavar="FILE", help="write the results as JSON here")
-    add("--md", metavar="FILE", help="write the Markdown report here")
-    add("--keep", action="store_true", help="keep the temporary work directory (configs, logs)")
-    add("--start-timeout", type=float, default=30.0, help="seconds relayd may take to start (default 30)")
+    benchlib.addRunOptions(ap)
     alone = ap.add_argument_group("standalone mode")
     alone.add_argument("--profile", metavar="DIR",
                        help="sample relayd with py-spy in one extra run per size; raw stacks go to DIR")
@@ -1203,26 +893,21 @@ def parseArgs(argv: list[str]) -> argparse.Namespace:
     if any(s < 1 or s > 1 << 22 for s in args.sizes):
         ap.error("message sizes must be 1 to 4194304 bytes")
     quick = args.quick
-    args.duration = args.duration or (3 if quick else 10)
-    args.warmup = args.warmup if args.warmup is not None else (1 if quick else 2)
+    benchlib.quickDefaults(args)
     args.idle = args.idle if args.idle is not None else (1000 if quick else 10000)
     args.idle_single = args.idle_single if args.idle_single is not None else (300 if quick else 5000)
-    for name in ("connections", "repeat", "workers", "per_client", "idle_concurrency", "idle_rounds"):
-        if getattr(args, name) < 1:
-            ap.error("--%s must be at least 1" % name.replace("_", "-"))
+    benchlib.requireAtLeastOne(ap, args, ("connections", "repeat", "workers", "per_client", "idle_concurrency",
+                                          "idle_rounds"))
     if args.idle < 0 or args.idle_single < 0 or args.warmup < 0:
         ap.error("--idle, --idle-single and --warmup cannot be negative")
-    args.python = args.python or os.environ.get("PYTHON") or "python3"
+    args.python = benchlib.defaultPython(args.python)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parseArgs(sys.argv[1:] if argv is None else argv)
-    signal.signal(signal.SIGTERM, onSignal)
-    signal.signal(signal.SIGHUP, onSignal)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))   # for every child too
+    benchlib.catchSignals()
+    benchlib.raiseFileLimit()
     usePeers = args.peers
     if not (args.peers or args.standalone) and os.path.exists(PROXYBENCH):
         usePeers = shutil.which("nginx") is not None
@@ -1233,7 +918,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     facts = checkInterpreter(args.python)
     work = args.work = tempfile.mkdtemp(prefix="relayd-ws-bench.")
-    kids = Children()
+    kids = Children(say, grace=10.0)
     report: dict = {
         "relayd": facts,
         "config": {"sizes": args.sizes, "connections": args.connections, "duration": args.duration,
@@ -1244,17 +929,14 @@ def main(argv: list[str] | None = None) -> int:
                    "relayd_args": args.relayd_args, "argv": sys.argv},
         "machine": {"cpus": os.cpu_count(), "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
                     "driver_python": "%s %s" % (sys.implementation.name, sys.version.split()[0]),
-                    "loadavg_before": loadavg()},
+                    "loadavg_before": loadavgText()},
         "profiles": {},
     }
     rc = 0
     try:
-        report["machine"]["background_load"] = idle = backgroundLoad()
-        busy = ", ".join("%s %.0f%%" % (n, u["busy_pct"]) for n, u in idle.items() if u["busy_pct"] >= 10)
-        if busy:
-            say("WARNING: the machine is busy before the run (%s): the numbers will be noisy" % busy)
+        report["machine"]["background_load"] = benchlib.backgroundLoad(say)
         if args.only != "idle":
-            pins, pinText = pinPlan(args)
+            pins, pinText = benchlib.pinPlan(args.no_pin, "client and origin on CPU %d, the proxy alone on CPU %d")
             report["throughput"] = {"mode": "peer harness" if usePeers else "standalone",
                                     "pinning": pinText, "pinned": pins is not None, "rows": []}
             if usePeers:
@@ -1279,21 +961,11 @@ def main(argv: list[str] | None = None) -> int:
         rc = 1
     finally:
         kids.stopAll()
-        report["machine"]["loadavg_after"] = loadavg()
-        if args.keep:
-            say("work directory kept: %s" % work)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        report["machine"]["loadavg_after"] = loadavgText()
+        benchlib.dropWork(say, work, args.keep)
     text = markdown(report)
     print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-        say("wrote %s" % args.json)
-    if args.md:
-        with open(args.md, "w") as f:
-            f.write(text)
-        say("wrote %s" % args.md)
+    benchlib.writeOutputs(say, args.json, args.md, report, text)
     return rc
 
 

@@ -33,7 +33,6 @@ Unmasking uses the websockets library's C function when it is installed;
 without it, the origin spends about 40 µs more on each 16 KiB message.
 """
 
-import argparse
 import asyncio
 import base64
 import hashlib
@@ -44,8 +43,9 @@ import struct
 import sys
 import time
 
+import benchlib  # beside this file; standard library only too
+
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 HEAD_LIMIT = 16384
 
@@ -240,39 +240,9 @@ def serveEcho(port, reusePort):
 # ---------------------------------------------------------------------------
 # CPU readings (/proc)
 # ---------------------------------------------------------------------------
-def sessionCpuSeconds(sid):
-    """utime + stime of the live processes of session C{sid}."""
-    ticks = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[3]) == sid:
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / CLOCK_TICKS
-
-
-def cpuCounters():
-    """{"cpu0": (busy, steal, total), ...} in clock ticks."""
-    counters = {}
-    with open("/proc/stat") as f:
-        for line in f:
-            name = line.split(None, 1)[0]
-            if name.startswith("cpu") and name != "cpu":
-                v = [int(x) for x in line.split()[1:9]]
-                busy = v[0] + v[1] + v[2] + v[5] + v[6]
-                counters[name] = (busy, v[7], busy + v[3] + v[4] + v[7])
-    return counters
-
-
 def snapshot(watch):
-    return {"t": time.monotonic(), "self": time.process_time(), "cpus": cpuCounters(),
-            "sessions": {name: sessionCpuSeconds(sid) for name, sid in watch.items()}}
+    return {"t": time.monotonic(), "self": time.process_time(), "cpus": benchlib.cpuCounters(),
+            "sessions": {name: benchlib.sessionCpuSeconds(sid) for name, sid in watch.items()}}
 
 
 def cpuReport(before, after):
@@ -282,13 +252,7 @@ def cpuReport(before, after):
         used = after["sessions"][name] - before["sessions"][name]
         out["%s_cpu_s" % name] = round(used, 3)
         out["%s_cpu_pct" % name] = round(100.0 * used / wall, 1)
-    cpus = {}
-    for name, old in sorted(before["cpus"].items()):
-        new = after["cpus"].get(name, old)
-        total = (new[2] - old[2]) or 1
-        cpus[name] = {"busy_pct": round(100.0 * (new[0] - old[0]) / total, 1),
-                      "steal_pct": round(100.0 * (new[1] - old[1]) / total, 1)}
-    out["cpus"] = cpus
+    out["cpus"] = benchlib.cpuUsage(before["cpus"], after["cpus"])
     return out
 
 
@@ -584,9 +548,7 @@ async def hold(args):
 
 # ---------------------------------------------------------------------------
 def parseArgs(argv):
-    ap = argparse.ArgumentParser(prog="wsload.py", description=__doc__.split("\n\n")[0],
-                                 epilog=__doc__.split("\n\n", 1)[1],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = benchlib.argumentParser("wsload.py", __doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     echo = sub.add_parser("echo", help="echo origin")
     echo.add_argument("port", type=int)
