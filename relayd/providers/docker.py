@@ -13,7 +13,16 @@ port and the C{defaultRule}, and merges all containers into one configuration
 named C{name@docker}. With C{watch} it follows C{GET /events} and lists again
 after each container start, death or health change (a burst of events gives
 one listing); a broken stream is reopened with backoff and followed by a
-listing, as events may have been missed. Swarm mode is not supported.
+listing, as events may have been missed.
+
+In Swarm mode (C{providers.docker.swarmMode}, or the C{providers.swarm}
+section as in Traefik v3, named C{name@swarm}) the workloads are the swarm's
+services, with the service's labels (C{Spec.Labels}). A service whose
+C{lbswarm} label is true is one server on its virtual IP; otherwise each
+running task (C{GET /tasks}, desired state running) is a server on its address
+on the service's networks, or, for a task on the host network, its node's
+address. Swarm has no events for services, so the services are listed every
+C{refreshSeconds} (C{swarmModeRefreshSeconds} for C{providers.docker}).
 """
 
 from __future__ import annotations
@@ -43,7 +52,16 @@ from relayd.providers.containers import ConstraintError, compileConstraints, mer
 from relayd.proxy.transport import TransportError, tlsCreator
 from relayd.proxy.upstream import TransportSettings
 
-__all__ = ["DockerProvider", "Container", "parseContainer", "buildConfiguration", "Settings"]
+__all__ = [
+    "DockerProvider",
+    "SwarmProvider",
+    "Container",
+    "parseContainer",
+    "parseService",
+    "parseTask",
+    "buildConfiguration",
+    "Settings",
+]
 
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
@@ -72,17 +90,22 @@ class Container:
     networkMode: str = ""
     networks: tuple[tuple[str, str], ...] = ()
     ports: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    # Swarm mode: the swarm service's name (a task's C{name} is
+    # C{<service>.<slot>}), and the address of the node running the task.
+    service: str = ""
+    nodeAddress: str = ""
 
     @property
     def serviceName(self) -> str:
         """
         Traefik's service name: C{<service>_<project>} for a Compose
-        container, else the container name; normalized.
+        container, else the swarm service's name or the container name;
+        normalized.
         """
         project, service = self.labels.get(COMPOSE_PROJECT), self.labels.get(COMPOSE_SERVICE)
         if project is not None and service is not None:
             return normalize(f"{service}_{project}")
-        return normalize(self.name)
+        return normalize(self.service or self.name)
 
     @property
     def v1Name(self) -> str:
@@ -126,6 +149,75 @@ def parseContainer(inspected: Mapping[str, Any]) -> Container:
     )
 
 
+def _networkAddress(address: str) -> str:
+    return address.partition("/")[0]
+
+
+def parseService(service: Mapping[str, Any], networks: Mapping[str, str]) -> Container:
+    """
+    The provider's view of a swarm service balanced by the swarm
+    (C{lbswarm}): its labels and its virtual IP on each of the swarm
+    C{networks} (names by id). A service in C{dnsrr} endpoint mode, or on
+    the host network, has no virtual IP, hence no address.
+    """
+    spec = service.get("Spec") or {}
+    name = spec.get("Name", "")
+    found = []
+    if ((spec.get("EndpointSpec") or {}).get("Mode") or "vip") == "vip":
+        for virtualIP in (service.get("Endpoint") or {}).get("VirtualIPs") or ():
+            network = networks.get(virtualIP.get("NetworkID", ""))
+            address = _networkAddress(virtualIP.get("Addr") or "")
+            if network is not None and address:
+                found.append((network, address))
+    return Container(
+        id=service.get("ID", ""),
+        name=name,
+        service=name,
+        labels=dict(spec.get("Labels") or {}),
+        networks=tuple(sorted(found)),
+    )
+
+
+def parseTask(
+    service: Mapping[str, Any], task: Mapping[str, Any], networks: Mapping[str, str], nodeAddress: str = ""
+) -> Container:
+    """
+    The provider's view of one task of a swarm service: the service's labels,
+    named C{<service>.<slot>} (C{<service>.<task id>} for a global service),
+    with its addresses on the swarm C{networks} (names by id); a task on the
+    host network is in host network mode on C{nodeAddress}, its node's.
+    """
+    spec = service.get("Spec") or {}
+    name = spec.get("Name", "")
+    isGlobal = "Global" in (spec.get("Mode") or {})
+    found = []
+    host = False
+    for attachment in task.get("NetworksAttachments") or ():
+        network = attachment.get("Network") or {}
+        driver = ((network.get("Spec") or {}).get("DriverConfiguration") or {}).get("Name") or (
+            network.get("DriverState") or {}
+        ).get("Name")
+        if driver == "host":
+            host = True
+            continue
+        networkName = networks.get(network.get("ID", ""))
+        if networkName is None:
+            continue
+        for address in attachment.get("Addresses") or ():
+            if _networkAddress(address):
+                found.append((networkName, _networkAddress(address)))
+    return Container(
+        id=task.get("ID", ""),
+        name=f"{name}.{task.get('ID', '') if isGlobal else task.get('Slot', '')}",
+        service=name,
+        status=(task.get("Status") or {}).get("State", ""),
+        labels=dict(spec.get("Labels") or {}),
+        networkMode="host" if host and not found else "",
+        networks=tuple(found),
+        nodeAddress=nodeAddress,
+    )
+
+
 @attrs.frozen
 class Settings:
     """
@@ -140,6 +232,8 @@ class Settings:
     constraints: Any = None
     # The address of a container in host network mode.
     hostAddress: str = "127.0.0.1"
+    # Swarm mode: the network label is also read as traefik.swarm.network.
+    swarm: bool = False
 
 
 def _option(labels: Mapping[str, str], key: str) -> str | None:
@@ -184,7 +278,7 @@ def _address(container: Container, settings: Settings, network: str, resolved: M
     if network and network in networks:
         return networks[network]
     if container.networkMode == "host":
-        return settings.hostAddress
+        return container.nodeAddress or settings.hostAddress
     if container.networkMode.startswith("container:"):
         target = resolved.get(container.networkMode.partition(":")[2])
         if target is None:
@@ -224,6 +318,8 @@ def _build(container: Container, settings: Settings, resolved: Mapping[str, Cont
     port: str | None = None
     if running and healthy:
         network = _option(labels, "docker.network") or settings.network
+        if settings.swarm:
+            network = _option(labels, "swarm.network") or network
         exposed = sorted((p for p, _ in container.ports), key=_portNumber)
         port = exposed[0].split("/")[0] if exposed else None
         address = _address(container, settings, network, resolved)
@@ -353,14 +449,14 @@ class _EndpointFactory:
         return endpoint
 
 
-def _problem(config: DockerProviderConfig) -> ConfigError | None:
+def _problem(config: DockerProviderConfig, section: str = "docker") -> ConfigError | None:
     parts = urlsplit(config.endpoint)
     if parts.scheme == "unix" and parts.path:
         return None
     if parts.scheme in ("tcp", "http", "https") and parts.hostname:
         return None
     return ConfigError(
-        "providers.docker.endpoint",
+        f"providers.{section}.endpoint",
         f"unsupported endpoint {config.endpoint!r}: expected unix:///path or tcp://host:port",
     )
 
@@ -383,13 +479,17 @@ class DockerProvider(PollingProvider):
         agent: Any = None,
     ) -> None:
         timeout = float(config.httpClientTimeout)
-        # The poller lists once (until it succeeds); events ask for more.
-        super().__init__(reactor, sink, interval=1.0, timeout=timeout, watch=False)
+        self.swarm = self.providerName == "swarm" or config.swarmMode
+        if self.swarm:
+            # No events for services: the poller lists every refreshSeconds.
+            refresh = config.refreshSeconds if self.providerName == "swarm" else config.swarmModeRefreshSeconds
+            super().__init__(reactor, sink, interval=max(float(refresh), 0.01), timeout=timeout, watch=config.watch)
+        else:
+            # The poller lists once (until it succeeds); events ask for more.
+            super().__init__(reactor, sink, interval=1.0, timeout=timeout, watch=False)
         self.reactor = reactor
         self.config = config
-        self.problem = _problem(config)
-        if self.problem is None and config.swarmMode:
-            self.problem = ConfigError("providers.docker.swarmMode", "swarm mode is not supported by relayd yet")
+        self.problem = _problem(config, self.providerName)
         self.settings = Settings()
         if self.problem is None:
             try:
@@ -400,11 +500,12 @@ class DockerProvider(PollingProvider):
                     useBindPortIP=config.useBindPortIP,
                     allowEmptyServices=config.allowEmptyServices,
                     constraints=compileConstraints(config.constraints) if config.constraints else None,
+                    swarm=self.swarm,
                 )
             except TemplateError as e:
-                self.problem = ConfigError("providers.docker.defaultRule", str(e))
+                self.problem = ConfigError(f"providers.{self.providerName}.defaultRule", str(e))
             except ConstraintError as e:
-                self.problem = ConfigError("providers.docker.constraints", str(e))
+                self.problem = ConfigError(f"providers.{self.providerName}.constraints", str(e))
         tls = None
         if config.tls is not None:
             tls = TransportSettings(
@@ -436,12 +537,14 @@ class DockerProvider(PollingProvider):
     def startService(self) -> None:
         if self.problem is not None:
             service.Service.startService(self)
-            self._log.error("docker provider: {error}; not running", error=str(self.problem))
+            self._log.error("{provider} provider: {error}; not running", provider=self.providerName,
+                            error=str(self.problem))
             self.errors = (self.problem,)
             self._publishChanged()
             return
-        self._log.info("docker provider: reading containers from {endpoint}", endpoint=self.config.endpoint)
-        if self.config.watch:
+        self._log.info("{provider} provider: reading {what} from {endpoint}", provider=self.providerName,
+                       what="swarm services" if self.swarm else "containers", endpoint=self.config.endpoint)
+        if self.config.watch and not self.swarm:
             # The stream opens first and a listing follows; no event is missed.
             service.Service.startService(self)
             self._events.start()
@@ -491,6 +594,13 @@ class DockerProvider(PollingProvider):
         return parseContainer(inspected)
 
     async def _fetch(self) -> DynamicConfig:
+        if self.swarm:
+            containers = await self._swarmContainers()
+            config, problems = buildConfiguration(containers, self.settings)
+            self.problems = tuple(problems)
+            for problem in problems:
+                self._log.error("{provider} provider: {error}", provider=self.providerName, error=str(problem))
+            return config
         listed = await self._get("/containers/json?all=1")
         containers = []
         for entry in listed:
@@ -512,6 +622,40 @@ class DockerProvider(PollingProvider):
         for problem in problems:
             self._log.error("docker provider: {error}", error=str(problem))
         return config
+
+    async def _swarmContainers(self) -> list[Container]:
+        """
+        Traefik's swarm listing: each service on its virtual IPs when its
+        C{lbswarm} label is true, else each of its running tasks.
+        """
+        services = await self._get("/services")
+        scope = quote(json.dumps({"scope": ["swarm"]}), safe="")
+        networks = {n.get("Id", ""): n.get("Name", "") for n in await self._get(f"/networks?filters={scope}")}
+        nodes: dict[str, str] = {}
+        containers: list[Container] = []
+        for entry in services:
+            labels = (entry.get("Spec") or {}).get("Labels") or {}
+            lbswarm = _option(labels, "swarm.lbswarm") or _option(labels, "docker.lbswarm")
+            if _bool(lbswarm, False):
+                found = parseService(entry, networks)
+                if found.networks:
+                    containers.append(found)
+                else:
+                    self._log.warn("{provider} provider: service {service} has no virtual IP (lbswarm)",
+                                   provider=self.providerName, service=found.name)
+                continue
+            filters = quote(json.dumps({"service": [entry.get("ID", "")], "desired-state": ["running"]}), safe="")
+            for task in await self._get(f"/tasks?filters={filters}"):
+                if (task.get("Status") or {}).get("State") != "running":
+                    continue
+                nodeID = task.get("NodeID") or ""
+                if nodeID and nodeID not in nodes:
+                    node = await self._get(f"/nodes/{quote(nodeID, safe='')}")
+                    nodes[nodeID] = (node.get("Status") or {}).get("Addr") or ""
+                found = parseTask(entry, task, networks, nodes.get(nodeID, ""))
+                if found.networks or found.networkMode == "host":
+                    containers.append(found)
+        return containers
 
     async def _hostAddress(self) -> str:
         for name in _HOST_NAMES:
@@ -598,6 +742,15 @@ class DockerProvider(PollingProvider):
                         error=str(failure.value) or failure.type.__name__, delay=delay)
         if self._pending is None or not self._pending.active():
             self._pending = self.clock.callLater(delay, self._relist)
+
+
+class SwarmProvider(DockerProvider):
+    """
+    Traefik v3's C{providers.swarm}: the services of a Docker Swarm; objects
+    are named C{name@swarm}.
+    """
+
+    providerName = "swarm"
 
 
 def _reason(e: BaseException) -> str:
