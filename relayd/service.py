@@ -18,7 +18,7 @@ from relayd.api.internal import internalServices
 from relayd.config.loader import LoadedStatic
 from relayd.entrypoints import EntryPointService
 from relayd.providers.base import ProviderUpdate
-from relayd.providers.docker import DockerProvider
+from relayd.providers.docker import DockerProvider, SwarmProvider
 from relayd.providers.file import FileProvider
 from relayd.providers.http import HTTPProvider
 from relayd.providers.rancher import RancherProvider
@@ -55,8 +55,11 @@ class RelaydService(service.MultiService):
         dockerConfig = self.static.providers.docker
         if dockerConfig is not None:
             self._addProvider(DockerProvider(reactor, self.watcher.update, dockerConfig))
+        swarmConfig = self.static.providers.swarm
+        if swarmConfig is not None:
+            self._addProvider(SwarmProvider(reactor, self.watcher.update, swarmConfig))
         for name in self.static.providers.enabled():
-            if name not in ("file", "http", "rancher", "docker"):
+            if name not in ("file", "http", "rancher", "docker", "swarm"):
                 self._log.warn(
                     "the {provider} provider is configured but not available in this relayd yet",
                     provider=name,

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import signal
+import random
 import socket
 import subprocess
 import tarfile
@@ -264,10 +265,22 @@ class DockerEngine:
         # A VXLAN port of our own: an overlay sandbox left by an engine that
         # was killed keeps the default port's VNIs ("error creating vxlan
         # interface: file exists").
-        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        probe.bind(("127.0.0.1", 0))
-        dataPathPort = probe.getsockname()[1]
-        probe.close()
+        # Docker takes 1024-49151; below the ephemeral range (32768 up) and
+        # free for UDP, tried from a random start.
+        dataPathPort = 0
+        start = random.randrange(20000, 32000)
+        for candidate in range(start, start + 700):
+            probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                probe.bind(("0.0.0.0", candidate))
+            except OSError:
+                continue
+            finally:
+                probe.close()
+            dataPathPort = candidate
+            break
+        if not dataPathPort:
+            raise DockerError("no free UDP port for the swarm's data path")
         self.request(
             "POST",
             "/swarm/init",

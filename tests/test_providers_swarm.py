@@ -204,12 +204,34 @@ class EndToEndTests(TestCase):
         self.client = Client()
         self.addCleanup(self.client.close)
 
-    @defer.inlineCallbacks
-    def test_routesFollowServices(self) -> None:
+    def test_routesFollowServices(self) -> defer.Deferred[None]:
         """
         A labelled host-network service is routed to on its node's address
-        once listed, and unrouted once removed.
+        once listed, and unrouted once removed (C{providers.docker.swarmMode}).
         """
+        return self.followed(
+            f"""
+[providers.docker]
+endpoint = "{self.engine.endpoint}"
+swarmMode = true
+swarmModeRefreshSeconds = "200ms"
+"""
+        )
+
+    def test_swarmSection(self) -> defer.Deferred[None]:
+        """
+        The same through Traefik v3's own C{providers.swarm} section.
+        """
+        return self.followed(
+            f"""
+[providers.swarm]
+endpoint = "{self.engine.endpoint}"
+refreshSeconds = "200ms"
+"""
+        )
+
+    @defer.inlineCallbacks
+    def followed(self, providerSection: str) -> Any:
         web, backend = freePorts(2)
         directory = tempdir(self)
         writeFile(
@@ -220,12 +242,7 @@ address = "127.0.0.1:{web}"
 
 [providers]
 providersThrottleDuration = "10ms"
-
-[providers.docker]
-endpoint = "{self.engine.endpoint}"
-swarmMode = true
-swarmModeRefreshSeconds = "200ms"
-""",
+{providerSection}""",
         )
         process = RelaydProcess(["--config", os.path.join(directory, "relayd.toml")], directory)
         self.addCleanup(process.stop)

@@ -1,0 +1,1 @@
+Docker Swarm: providers.docker.swarmMode and Traefik v3's providers.swarm read swarm services (labels from the service spec) and their running tasks, one server per task or the service's virtual IP with lbswarm, polled every refreshSeconds.
