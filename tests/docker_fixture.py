@@ -1,7 +1,8 @@
 """
 A real, private Docker engine for the Docker provider's tests: one C{dockerd}
 per test process (its own data root, exec root, pidfile and UNIX socket in a
-temporary folder; no bridge, no iptables), a tiny image made from busybox-static
+temporary folder, and a TLS endpoint on a free loopback port that verifies
+client certificates; no bridge, no iptables), a tiny image made from busybox-static
 imported once, and helpers that run labelled containers in host network mode,
 each serving its own folder with busybox C{httpd} on a loopback port.
 
@@ -19,9 +20,10 @@ import io
 import json
 import os
 import shutil
-import signal
 import random
+import signal
 import socket
+import ssl
 import subprocess
 import tarfile
 import tempfile
@@ -62,12 +64,79 @@ def _unavailable(reason: str) -> Exception:
     return SkipTest(f"no Docker engine for the Docker provider tests: {reason}")
 
 
+def _writeTLS(directory: str) -> dict[str, str]:
+    """
+    Write a CA, a server certificate for 127.0.0.1 and a client certificate
+    (both signed by it) and another CA's certificate into C{directory}; return
+    their paths by name (C{ca}, C{serverCert}, C{serverKey}, C{clientCert},
+    C{clientKey}, C{otherCA}).
+    """
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from tests.test_upstream_tls import _certPEM, _issue, _keyPEM, _name
+
+    caKey = ec.generate_private_key(ec.SECP256R1())
+    caName = _name("relayd dockerd test CA")
+    ca = _issue(caName, caKey, caName, caKey, ca=True)
+    serverKey = ec.generate_private_key(ec.SECP256R1())
+    server = _issue(
+        _name("127.0.0.1"),
+        serverKey,
+        caName,
+        caKey,
+        names=[x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")],
+        usage=ExtendedKeyUsageOID.SERVER_AUTH,
+    )
+    clientKey = ec.generate_private_key(ec.SECP256R1())
+    client = _issue(_name("relayd docker client"), clientKey, caName, caKey, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+    otherKey = ec.generate_private_key(ec.SECP256R1())
+    otherName = _name("another CA")
+    other = _issue(otherName, otherKey, otherName, otherKey, ca=True)
+    files = {
+        "ca": _certPEM(ca),
+        "serverCert": _certPEM(server),
+        "serverKey": _keyPEM(serverKey),
+        "clientCert": _certPEM(client),
+        "clientKey": _keyPEM(clientKey),
+        "otherCA": _certPEM(other),
+    }
+    paths = {}
+    for name, data in files.items():
+        path = os.path.join(directory, name + ".pem")
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, 0o600)
+        paths[name] = path
+    return paths
+
+
+def _freePort() -> int:
+    probe = socket.socket()
+    try:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+    finally:
+        probe.close()
+
+
 class DockerEngine:
     """
     A running private C{dockerd} and a synchronous client for it.
 
     @ivar socketPath: the engine's UNIX socket.
     @ivar endpoint: the same as a C{unix://} endpoint for relayd.
+    @ivar tcpPort: the loopback port of the engine's TLS endpoint, which
+        requires a client certificate signed by C{tlsCA}.
+    @ivar tcpEndpoint: the same as a C{tcp://127.0.0.1:port} endpoint.
+    @ivar tlsCA: the CA certificate file (it signed the server's and the
+        client's certificates).
+    @ivar tlsCert: the client certificate file.
+    @ivar tlsKey: the client key file.
+    @ivar tlsOtherCA: the certificate file of a CA that signed neither.
     @ivar startSeconds: how long the daemon took to answer C{/_ping}.
     @ivar importSeconds: how long the image import took.
     """
@@ -77,6 +146,13 @@ class DockerEngine:
         self.socketPath = os.path.join(self.directory, "docker.sock")
         self.endpoint = "unix://" + self.socketPath
         self.logPath = os.path.join(self.directory, "dockerd.log")
+        self._tls = _writeTLS(self.directory)
+        self.tlsCA = self._tls["ca"]
+        self.tlsCert = self._tls["clientCert"]
+        self.tlsKey = self._tls["clientKey"]
+        self.tlsOtherCA = self._tls["otherCA"]
+        self.tcpPort = 0
+        self.tcpEndpoint = ""
         self.process: subprocess.Popen[bytes] | None = None
         self.startSeconds = 0.0
         self.importSeconds = 0.0
@@ -87,6 +163,8 @@ class DockerEngine:
 
     def start(self, timeout: float = 30.0) -> None:
         started = time.monotonic()
+        self.tcpPort = _freePort()
+        self.tcpEndpoint = f"tcp://127.0.0.1:{self.tcpPort}"
         self.process = subprocess.Popen(
             [
                 shutil.which("dockerd") or "dockerd",
@@ -94,6 +172,11 @@ class DockerEngine:
                 "--exec-root", os.path.join(self.directory, "exec"),
                 "--pidfile", os.path.join(self.directory, "dockerd.pid"),
                 "-H", "unix://" + self.socketPath,
+                "-H", self.tcpEndpoint,
+                "--tlsverify",
+                "--tlscacert", self._tls["ca"],
+                "--tlscert", self._tls["serverCert"],
+                "--tlskey", self._tls["serverKey"],
                 "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
             ],
             stdout=self._log,
@@ -106,7 +189,7 @@ class DockerEngine:
             if self.process.poll() is not None:
                 raise AssertionError(f"dockerd exited with {self.process.returncode}:\n{self.output()}")
             try:
-                if self.request("GET", "/_ping", timeout=1.0) == b"OK":
+                if self.request("GET", "/_ping", timeout=1.0) == b"OK" and self.pingTLS() == b"OK":
                     break
             except (OSError, DockerError, http.client.HTTPException):
                 pass
@@ -117,6 +200,19 @@ class DockerEngine:
         started = time.monotonic()
         self._importImage()
         self.importSeconds = time.monotonic() - started
+
+    def pingTLS(self, timeout: float = 1.0) -> bytes:
+        """
+        C{GET /_ping} on the TLS endpoint with the client certificate.
+        """
+        context = ssl.create_default_context(cafile=self.tlsCA)
+        context.load_cert_chain(self.tlsCert, self.tlsKey)
+        connection = http.client.HTTPSConnection("127.0.0.1", self.tcpPort, timeout=timeout, context=context)
+        try:
+            connection.request("GET", "/_ping")
+            return connection.getresponse().read()
+        finally:
+            connection.close()
 
     def output(self) -> str:
         self._log.flush()

@@ -19,6 +19,7 @@ from zope.interface.verify import verifyObject
 
 from relayd.config.dynamic import Server
 from relayd.config.gotemplate import compileTemplate
+from relayd.config.static import ClientTLS
 from relayd.config.static import DockerProvider as DockerProviderConfig
 from relayd.interfaces import IProvider
 from relayd.providers.base import ProviderUpdate
@@ -271,7 +272,7 @@ class ProviderTests(TestCase):
         self.updates: list[ProviderUpdate] = []
 
     def provider(self, **options: Any) -> DockerProvider:
-        config = DockerProviderConfig(endpoint=self.engine.endpoint, **options)
+        config = DockerProviderConfig(**{"endpoint": self.engine.endpoint, **options})
         provider = DockerProvider(reactor, self.updates.append, config)
         provider.startService()
         self.addCleanup(provider.stopService)
@@ -348,6 +349,58 @@ class ProviderTests(TestCase):
         self.addCleanup(provider.stopService)
         yield poll(lambda: self.updates and self.updates[-1].errors)
         self.assertIn("cannot reach the Docker engine", str(self.updates[-1].errors[0]))
+
+
+    @defer.inlineCallbacks
+    def test_tcpTLS(self) -> None:
+        """
+        Over C{tcp://} with C{tls} (a CA, a client certificate and its key)
+        the provider follows the engine's containers.
+        """
+        (a,) = freePorts(1)
+        tls = ClientTLS(ca=self.engine.tlsCA, cert=self.engine.tlsCert, key=self.engine.tlsKey)
+        self.provider(endpoint=self.engine.tcpEndpoint, tls=tls)
+        yield poll(lambda: self.updates)
+        self.assertEqual(self.routers(), set())
+        self.engine.run("overtls", {"traefik.http.services.overtls.loadbalancer.server.port": str(a)}, a)
+        yield poll(lambda: self.routers() == {"overtls"})
+        self.assertEqual(self.updates[-1].errors, ())
+        servers = self.updates[-1].config.http.services["overtls"].loadBalancer.servers
+        self.assertEqual(servers, (Server(url=f"http://127.0.0.1:{a}"),))
+
+    @defer.inlineCallbacks
+    def assertRefused(self, tls: ClientTLS, reason: str) -> None:
+        """
+        With C{tls} the provider cannot reach the TLS endpoint: its update
+        has an error (saying C{reason}) and no routes, though a labelled
+        container runs.
+        """
+        (a,) = freePorts(1)
+        self.engine.run("hidden", {"traefik.http.services.hidden.loadbalancer.server.port": str(a)}, a)
+        self.provider(endpoint=self.engine.tcpEndpoint, tls=tls)
+        yield poll(lambda: self.updates and self.updates[-1].errors)
+        message = str(self.updates[-1].errors[0])
+        self.assertIn("cannot reach the Docker engine", message)
+        self.assertIn(reason, message)
+        self.assertEqual(self.routers(), set())
+
+    def test_tcpTLSWrongCA(self) -> None:
+        """
+        A CA that did not sign the engine's certificate: the engine is not
+        trusted, an error is reported and there are no routes.
+        """
+        return self.assertRefused(
+            ClientTLS(ca=self.engine.tlsOtherCA, cert=self.engine.tlsCert, key=self.engine.tlsKey),
+            "certificate verify failed",
+        )
+
+    def test_tcpTLSNoClientCertificate(self) -> None:
+        """
+        Without a client certificate the engine (C{--tlsverify}) refuses the
+        connection: an error is reported and there are no routes.
+        """
+        # The engine's TLS alert (bad certificate, or certificate required).
+        return self.assertRefused(ClientTLS(ca=self.engine.tlsCA), "alert")
 
 
 async def _sleep(seconds: float) -> None:
