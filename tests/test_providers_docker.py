@@ -350,7 +350,6 @@ class ProviderTests(TestCase):
         yield poll(lambda: self.updates and self.updates[-1].errors)
         self.assertIn("cannot reach the Docker engine", str(self.updates[-1].errors[0]))
 
-
     @defer.inlineCallbacks
     def test_tcpTLS(self) -> None:
         """
