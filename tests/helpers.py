@@ -140,16 +140,16 @@ class RelaydProcess:
         with open(self.logPath, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
-    def waitForLog(self, text: str, timeout: float = 20.0) -> defer.Deferred[str]:
+    def waitForLog(self, text: str, timeout: float = 20.0, count: int = 1) -> defer.Deferred[str]:
         """
-        Fire when C{text} appears in the log; fail if the process exits or
-        the time runs out.
+        Fire when C{text} appears in the log (at least C{count} times); fail
+        if the process exits or the time runs out.
         """
         deadline = time.monotonic() + timeout
 
         def check() -> Any:
             out = self.output()
-            if text in out:
+            if out.count(text) >= count:
                 return out
             if self.process.poll() is not None:
                 raise AssertionError(f"relayd exited with {self.process.returncode}:\n{out}")

@@ -164,7 +164,9 @@ pollInterval = "50ms"
         os.kill(worker, signal.SIGKILL)
         yield process.waitForLog("worker 1 exited")
         yield process.waitForLog("worker 1 started", timeout=10)
-        yield task.deferLater(reactor, 1.5, lambda: None)
+        # The replacement starts with every server UP (as Traefik does) until
+        # its own first probe of A fails: the third such line of this run.
+        yield process.waitForLog(f"server http://127.0.0.1:{a} of service app@file is DOWN", timeout=20, count=3)
         replacement = _children(master)
         self.assertEqual(len(replacement), 1)
         self.assertNotEqual(replacement, [worker])
