@@ -48,6 +48,23 @@ class RequestContext:
     # Set by authentication middlewares (basicAuth) for the access log.
     clientUsername: str = ""
     beforeResponse: list[Callable[[Any], None]] = attrs.field(factory=list)
+    # When the request was routed (reactor seconds); set only when the
+    # entrypoint has observers (access log, metrics).
+    start: float = 0.0
+
+
+# Called once per routed request when its response is finished (failure None)
+# or the client went away first (the failure): the access log and metrics.
+RequestObserver = Callable[[HTTPRequest, RequestContext, Any], None]
+
+
+def _observed(result: Any, request: HTTPRequest, context: RequestContext, observers: list[RequestObserver]) -> None:
+    failure = result if result is not None else None
+    for observer in observers:
+        try:
+            observer(request, context, failure)
+        except Exception:
+            Router._log.failure("request observer {observer} failed", observer=observer)
 
 
 def _badRequest(request: HTTPRequest, body: str) -> None:
@@ -135,6 +152,10 @@ class Router:
             trustForwarded=trusted,
         )
         request.relayd = context
+        observers = entryPoint.observers
+        if observers:
+            context.start = entryPoint.reactor.seconds()
+            request.notifyFinish().addBoth(_observed, request, context, observers)
         match = runtime.table(entryPoint.entryPointName).match(route, secure=request.isSecure())
         if match is None:
             self._log.debug(
@@ -228,6 +249,8 @@ class EntryPointService(service.Service):
         # What TLS connections are terminated with: by default the current
         # runtime's certificates and options, chosen at handshake time.
         self.tlsCreator: Any = None
+        # Called for every routed request once it is done (RequestObserver).
+        self.observers: list[RequestObserver] = []
         self.factory = _EntryPointFactory(self)
 
     @property

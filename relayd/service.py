@@ -36,7 +36,9 @@ class RelaydService(service.MultiService):
         self.loaded = loaded
         self.static = loaded.config
         self.reactor = reactor
-        self.state: dict[str, Any] = {"terminating": False}
+        # Shared with the internal services (ping, API, metrics): "service" is
+        # this object, "startDate" when it was made (reactor seconds).
+        self.state: dict[str, Any] = {"terminating": False, "startDate": reactor.seconds(), "service": self}
         self.watcher = Watcher(reactor, self.static, internal=internalServices(self.state), reactor=reactor)
         self.watcher.update(
             ProviderUpdate("internal", internalConfig(self.static, welcome=loaded.source.kind == "default"))

@@ -87,9 +87,26 @@ to route your own services. Health check: <a href="/ping">/ping</a>.</p>
         request.finish()
 
 
+def _lazy(target: str, state: Mapping[str, Any]) -> Callable[[BuildContext], Any]:
+    """
+    A factory that imports C{module:function} on first use and calls it with
+    the build context and the service's shared state.
+    """
+
+    def factory(context: BuildContext) -> Any:
+        import importlib
+
+        moduleName, _, functionName = target.partition(":")
+        return getattr(importlib.import_module(moduleName), functionName)(context, state)
+
+    return factory
+
+
 def internalServices(state: Mapping[str, Any]) -> dict[str, Callable[[BuildContext], Any]]:
     """
-    The internal services, as factories from the build context.
+    The internal services, as factories from the build context. C{state} is
+    the running service's shared dictionary (C{terminating}, C{startDate},
+    C{metrics}, ...).
     """
 
     def ping(context: BuildContext) -> Any:
@@ -100,4 +117,10 @@ def internalServices(state: Mapping[str, Any]) -> dict[str, Callable[[BuildConte
         "ping@internal": ping,
         "noop@internal": lambda context: NoopHandler(),
         "welcome@internal": WelcomeHandler,
+        # The REST API (and, under /dashboard/, the dashboard), as Traefik's
+        # api@internal; dashboard@internal is the dashboard alone, behind the
+        # insecure dashboard router's redirect and stripPrefix.
+        "api@internal": _lazy("relayd.api.rest:apiService", state),
+        "dashboard@internal": _lazy("relayd.api.dashboard:dashboardService", state),
+        "prometheus@internal": _lazy("relayd.observability.metrics:prometheusService", state),
     }

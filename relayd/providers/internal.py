@@ -1,6 +1,8 @@
 """
 The internal provider: routers relayd adds itself, named C{...@internal}: ping,
-entrypoint redirections, and the welcome route of the embedded default.
+the API and dashboard (C{api.insecure}), Prometheus metrics, entrypoint
+redirections, and the welcome route of the embedded default. Same names,
+rules and priorities as Traefik's.
 """
 
 from __future__ import annotations
@@ -23,6 +25,38 @@ def internalConfig(static: StaticConfig, welcome: bool = False) -> DynamicConfig
             "rule": "PathPrefix(`/ping`)",
             "entryPoints": [static.ping.entryPoint],
             "service": "ping@internal",
+            "priority": MAX_PRIORITY,
+        }
+    api = static.api
+    if api is not None and api.insecure:
+        routers["api"] = {
+            "rule": "PathPrefix(`/api`)",
+            "entryPoints": ["traefik"],
+            "service": "api@internal",
+            "priority": MAX_PRIORITY - 1,
+        }
+        if api.dashboard:
+            routers["dashboard"] = {
+                "rule": "PathPrefix(`/`)",
+                "entryPoints": ["traefik"],
+                "service": "dashboard@internal",
+                "priority": MAX_PRIORITY - 2,
+                "middlewares": ["dashboard_redirect@internal", "dashboard_stripprefix@internal"],
+            }
+            middlewares["dashboard_redirect"] = {
+                "redirectRegex": {
+                    "regex": r"^(http:\/\/(\[[\w:.]+\]|[\w\._-]+)(:\d+)?)\/$",
+                    "replacement": "${1}/dashboard/",
+                    "permanent": True,
+                }
+            }
+            middlewares["dashboard_stripprefix"] = {"stripPrefix": {"prefixes": ["/dashboard/", "/dashboard"]}}
+    prometheus = static.metrics.prometheus if static.metrics is not None else None
+    if prometheus is not None and not prometheus.manualRouting:
+        routers["prometheus"] = {
+            "rule": "PathPrefix(`/metrics`)",
+            "entryPoints": [prometheus.entryPoint],
+            "service": "prometheus@internal",
             "priority": MAX_PRIORITY,
         }
     for name, ep in static.entryPoints.items():
