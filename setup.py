@@ -35,6 +35,8 @@ setup(
         "h2>=4.1",
         # The basicAuth middleware's bcrypt hashes.
         "bcrypt>=4.1",
+        # metrics.prometheus: the metric types and the exposition format.
+        "prometheus_client>=0.20",
     ],
     extras_require={
         "test": [
