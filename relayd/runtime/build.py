@@ -296,6 +296,11 @@ def build(
     if health is not None:
         health.retain(context.shared.pop("healthUsed", set()))
 
+    from relayd.runtime.shadow import warnShadowed
+
+    tables = {ep: RouteTable.build(routes) for ep, routes in routesByEntryPoint.items()}
+    warnShadowed(tables, routers, syntaxDefault)
+
     return Runtime(
         generation=generation,
         static=static,
@@ -310,7 +315,7 @@ def build(
         udpRoutes=layer4.udp,
         udpRouters=udpRouters,
         udpServices=udpServices,
-        routes={ep: RouteTable.build(routes) for ep, routes in routesByEntryPoint.items()},
+        routes=tables,
         providerErrors=dict(providerErrors or {}),
         tls=tls,
     )
