@@ -22,7 +22,8 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     packages=find_packages(include=["relayd", "relayd.*"]) + ["twisted.plugins"],
-    package_data={"twisted": ["plugins/relayd_plugin.py"]},
+    # The dashboard's files (relayd/api/webui) ship in the wheel and the sdist.
+    package_data={"twisted": ["plugins/relayd_plugin.py"], "relayd.api": ["webui/*"]},
     install_requires=[
         "twisted[tls]>=24.3",
         "autobahn>=24.4",

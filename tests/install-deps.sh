@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    packages="curl ca-certificates openssl docker.io busybox-static"
+    # chromium (with a font for its screenshots) runs the dashboard test in
+    # tests/test_dashboard.py, through playwright-core from tests/node.
+    packages="curl ca-certificates openssl docker.io busybox-static chromium fonts-dejavu-core"
     if ! command -v node >/dev/null 2>&1; then
         packages="$packages nodejs"
     fi
@@ -24,8 +26,9 @@ fi
 python3 -m pip install -q --disable-pip-version-check "setuptools>=64" wheel
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 
-# socket.io v4 server and client for tests/test_socketio.py (skipped without
-# them, failed when CI=true).
+# socket.io v4 server and client for tests/test_socketio.py, and playwright-core
+# for tests/test_dashboard.py (skipped without them, failed when CI=true).
+# playwright-core downloads no browser: the test uses Debian's chromium.
 if command -v npm >/dev/null 2>&1; then
     if [ -f tests/node/package-lock.json ]; then
         npm ci --prefix tests/node --no-audit --no-fund --loglevel=error

@@ -161,3 +161,26 @@ class FreshVirtualenvTests(TestCase):
             return client.get(f"http://127.0.0.1:{port}/ping").addCallback(lambda r: r[1] == b"OK")
 
         self.assertTrue((yield poll(ping, timeout=30)))
+
+    def test_dashboardAssets(self) -> None:
+        """
+        The installed package carries the dashboard's files, and the sdist
+        built from the tree carries them too.
+        """
+        script = "from relayd.api.dashboard import loadAssets; print(' '.join(sorted(loadAssets())))"
+        result = self.run_(self.python, "-c", script)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        names = result.stdout.split()
+        for path in ("/", "/index.html", "/app.js", "/style.css"):
+            self.assertIn(path, names)
+        source = os.path.join(self.base, "src")
+        sdist = os.path.join(self.base, "sdist")
+        built = self.run_(self.python, "setup.py", "-q", "sdist", "-d", sdist, cwd=source)
+        self.assertEqual(built.returncode, 0, built.stderr)
+        import tarfile
+
+        (archive,) = os.listdir(sdist)
+        with tarfile.open(os.path.join(sdist, archive)) as tar:
+            members = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+        for name in ("index.html", "app.js", "style.css"):
+            self.assertIn(f"relayd/api/webui/{name}", members)
