@@ -74,6 +74,17 @@ class RelaydService(service.MultiService):
             ep.setServiceParent(self)
             self.entryPoints[name] = ep
         self.watcher.addListener(self._swap)
+        # Metrics (metrics.prometheus): counted on the entrypoints whose
+        # observability.metrics is on, answered by prometheus@internal.
+        metricsConfig = self.static.metrics
+        if metricsConfig is not None and metricsConfig.prometheus is not None:
+            from relayd.observability.metrics import PrometheusMetrics
+
+            metrics = PrometheusMetrics(metricsConfig.prometheus, reactor, lambda: self, metricsConfig.addInternals)
+            self.state["metrics"] = metrics
+            for ep in self.entryPoints.values():
+                if ep.config.observability.metrics:
+                    ep.observers.append(metrics.observe)
         if workers > 1 and self.workerIndex == 0:
             grace = max((float(ep.transport.lifeCycle.requestAcceptGraceTimeout) + float(ep.transport.lifeCycle.graceTimeOut)
                          for ep in self.static.entryPoints.values()), default=10.0)

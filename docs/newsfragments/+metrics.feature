@@ -1,0 +1,1 @@
+Prometheus metrics (``metrics.prometheus``) with Traefik's names and labels: entrypoint, router and service request counters, duration histograms with configurable buckets, body bytes, TLS requests, open connections, configuration reloads, server health and certificate expiry, plus relayd's WebSocket message counters, scraped at ``/metrics`` through ``prometheus@internal``.
