@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 import attrs
 import yaml
 
-from relayd.config.errors import ConfigError, raiseAll
+from relayd.config.errors import ConfigError, joinPath, raiseAll
 from relayd.config.schema import decode, fieldKeys, flatToTree
 from relayd.config.static import EntryPoint, StaticConfig
 from relayd.config.types import FrozenMap
@@ -284,3 +284,150 @@ def effective(config: StaticConfig) -> StaticConfig:
         ]
     )
     return config
+
+
+def keyLines(text: str, name: str) -> dict[str, int]:
+    """
+    Best effort: the 1-based line of each key path (lower-cased, as
+    C{http.routers.web.service} or C{...servers[0]}) written in a document.
+    YAML and JSON use the parser's marks; TOML is scanned for table headers
+    and keys, as C{tomllib} keeps no positions. Returns what it can find.
+    """
+    suffix = os.path.splitext(name)[1].lower()
+    lines: dict[str, int] = {}
+    try:
+        if suffix == ".toml":
+            _tomlKeyLines(text, lines)
+        elif suffix in (".yaml", ".yml", ".json"):
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            if node is not None:
+                _yamlKeyLines(node, "", lines, 0)
+    except (yaml.YAMLError, ValueError, RecursionError):
+        pass
+    return lines
+
+
+def lineOf(lines: Mapping[str, int], keyPath: str) -> int | None:
+    """
+    The line of a key path in L{keyLines}' answer, or of the deepest enclosing
+    key written in the document, or None.
+    """
+    path = keyPath.lower()
+    while path:
+        if path in lines:
+            return lines[path]
+        cut = max(path.rfind("."), path.rfind("["))
+        path = path[:cut] if cut > 0 else ""
+    return None
+
+
+def _yamlKeyLines(node: yaml.Node, path: str, lines: dict[str, int], depth: int) -> None:
+    if depth > 64:
+        return
+    if isinstance(node, yaml.MappingNode):
+        for keyNode, valueNode in node.value:
+            if not isinstance(keyNode, yaml.ScalarNode) or keyNode.tag == "tag:yaml.org,2002:merge":
+                continue
+            child = joinPath(path, str(keyNode.value))
+            lines.setdefault(child.lower(), keyNode.start_mark.line + 1)
+            _yamlKeyLines(valueNode, child, lines, depth + 1)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            child = f"{path}[{index}]"
+            lines.setdefault(child.lower(), item.start_mark.line + 1)
+            _yamlKeyLines(item, child, lines, depth + 1)
+
+
+_TOML_BARE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def _tomlKey(text: str, start: int, stop: str) -> tuple[list[str], int]:
+    """
+    Parse a dotted TOML key from C{start} up to one of the C{stop}
+    characters; returns its parts and the index of the stop character.
+    """
+    parts: list[str] = []
+    i = start
+    n = len(text)
+    while True:
+        while i < n and text[i] in " \t":
+            i += 1
+        if i < n and text[i] in "\"'":
+            quote = text[i]
+            end = i + 1
+            while end < n and text[end] != quote:
+                end += 2 if quote == '"' and text[end] == "\\" else 1
+            if end >= n:
+                raise ValueError("unterminated key")
+            raw = text[i + 1:end]
+            parts.append(raw.encode("latin-1", "backslashreplace").decode("unicode_escape") if quote == '"' and "\\" in raw else raw)
+            i = end + 1
+        else:
+            end = i
+            while end < n and text[end] in _TOML_BARE:
+                end += 1
+            if end == i:
+                raise ValueError("empty key")
+            parts.append(text[i:end])
+            i = end
+        while i < n and text[i] in " \t":
+            i += 1
+        if i < n and text[i] == ".":
+            i += 1
+            continue
+        if i < n and text[i] in stop:
+            return parts, i
+        raise ValueError("not a key")
+
+
+def _tomlKeyLines(text: str, lines: dict[str, int]) -> None:
+    table = ""
+    arrays: dict[str, int] = {}
+    multiline: str | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        if multiline is not None:
+            if line.count(multiline) % 2:
+                multiline = None
+            continue
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            if stripped.startswith("[["):
+                parts, _ = _tomlKey(stripped, 2, "]")
+                table = _tomlTable(parts, arrays, newElement=True)
+                lines.setdefault(table.lower(), number)
+                continue
+            if stripped.startswith("["):
+                parts, _ = _tomlKey(stripped, 1, "]")
+                table = _tomlTable(parts, arrays, newElement=False)
+                lines.setdefault(table.lower(), number)
+                continue
+            parts, equals = _tomlKey(stripped, 0, "=")
+        except ValueError:
+            continue
+        path = table
+        for part in parts:
+            path = joinPath(path, part)
+            lines.setdefault(path.lower(), number)
+        for quotes in ('"""', "'''"):
+            if stripped.count(quotes, equals) % 2:
+                multiline = quotes
+                break
+
+
+def _tomlTable(parts: list[str], arrays: dict[str, int], newElement: bool) -> str:
+    plain = ""
+    path = ""
+    for index, part in enumerate(parts):
+        plain = joinPath(plain, part)
+        path = joinPath(path, part)
+        last = index == len(parts) - 1
+        if last and newElement:
+            arrays[plain] = arrays.get(plain, -1) + 1
+            # A new element starts fresh: forget the arrays nested in the old one.
+            for key in [k for k in arrays if k.startswith(plain + ".")]:
+                del arrays[key]
+        if plain in arrays:
+            path += f"[{arrays[plain]}]"
+    return path
