@@ -8,14 +8,13 @@ basicAuth router.
 from __future__ import annotations
 
 import base64
-import hashlib
+import importlib
 import json
 import os
 import sys
 import types
 from typing import Any
 
-import attrs
 from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -570,7 +569,7 @@ class ExplainTests(SynchronousTestCase):
         unknown entrypoint is a JSON 400 with its message.
         """
         try:
-            import relayd.runtime.explain  # noqa: F401
+            importlib.import_module("relayd.runtime.explain")
         except ImportError:
             if os.environ.get("CI") == "true":
                 raise
@@ -656,3 +655,207 @@ class DashboardTests(SynchronousTestCase):
         patchModule(self, "relayd.api.dashboard", None)
         api = API(staticConfig({}))
         self.assertEqual(api.get("/dashboard/")[0], 404)
+
+
+DOCS = os.path.join(ROOT, "docs", "api.rst")
+
+
+def docsExample(marker: str) -> str:
+    with open(DOCS, encoding="utf-8") as f:
+        return _literalBlock(f.read(), marker)
+
+
+QUICK_STATIC = "to anyone who can reach the port"
+SECURE_STATIC = "static configuration (``relayd.toml``)"
+SECURE_DYNAMIC = "password ``secret``"
+
+
+class DocsTests(SynchronousTestCase):
+    def test_examplesCheckClean(self) -> None:
+        """
+        The configurations in docs/api.rst pass relayd check without warnings,
+        and the documented basicAuth entry matches the documented password.
+        """
+        import io
+
+        from relayd.cli import main
+        from relayd.middlewares.auth import md5Crypt
+
+        for static in (QUICK_STATIC, SECURE_STATIC):
+            directory = tempdir(self)
+            writeFile(os.path.join(directory, "relayd.toml"), docsExample(static))
+            writeFile(os.path.join(directory, "dynamic.toml"), docsExample(SECURE_DYNAMIC))
+            cwd = os.getcwd()
+            os.chdir(directory)
+            self.addCleanup(os.chdir, cwd)
+            out = io.StringIO()
+            status = main(["check", "--config", "relayd.toml"], out)
+            os.chdir(cwd)
+            self.assertEqual(status, 0, out.getvalue())
+            self.assertNotIn("warning", out.getvalue())
+        dynamic = decodeDynamic(__import__("tomllib").loads(docsExample(SECURE_DYNAMIC)))
+        user, _, hashed = dynamic.http.middlewares["operator-auth"].basicAuth.users[0].partition(":")
+        self.assertEqual(md5Crypt(b"secret", b"r3layd00", b"$apr1$"), hashed.encode())
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+class ProcessTests(TestCase):
+    """
+    A real C{twistd relayd} with the API on the traefik entrypoint
+    (insecure) and behind the documented basicAuth router.
+    """
+
+    timeout = 90
+
+    def setUp(self) -> None:
+        self.dir = tempdir(self)
+        self.sick, self.sickEcho = startBackend("sick")
+        self.sickEcho.failPaths.add("/health")
+        self.healthy, _ = startBackend("healthy")
+        self.addCleanup(self.sick.stopListening)
+        self.addCleanup(self.healthy.stopListening)
+        self.client = Client()
+        self.addCleanup(self.client.close)
+
+    def start(self, static: str, dynamic: str) -> Any:
+        writeFile(os.path.join(self.dir, "relayd.toml"), static)
+        writeFile(os.path.join(self.dir, "dynamic.toml"), dynamic)
+        relayd = RelaydProcess(["--config", "relayd.toml"], cwd=self.dir)
+        self.addCleanup(relayd.stop)
+        return relayd
+
+    @defer.inlineCallbacks
+    def getJSON(self, url: str, **kwargs: Any) -> Any:
+        response, body = yield self.client.get(url, **kwargs)
+        headers = {k.decode().lower(): v[0].decode() for k, v in response.headers.getAllRawHeaders()}
+        decoded = json.loads(body) if headers.get("content-type") == "application/json" else body
+        return response.code, headers, decoded
+
+    @defer.inlineCallbacks
+    def test_api(self) -> Any:
+        """
+        The API answers on the traefik entrypoint with Traefik's shapes: a
+        failing health check shows DOWN, a broken router disabled with its
+        error, lists page and filter, unknown names are 404; the documented
+        router serves it behind basicAuth (401 without credentials).
+        """
+        web, traefik = freePorts(2)
+        static = docsExample(SECURE_STATIC).replace('address = ":80"', f'address = "127.0.0.1:{web}"')
+        static = static.replace('filename = "dynamic.toml"', 'filename = "dynamic.toml"\npollInterval = "100ms"')
+        static = static.replace("[api]\n", "[api]\ninsecure = true\n")
+        static += f'\n[entryPoints.traefik]\naddress = "127.0.0.1:{traefik}"\n\n[log]\nlevel = "INFO"\n'
+        dynamic = docsExample(SECURE_DYNAMIC) + f"""
+[http.routers.app]
+rule = "Host(`a.example`)"
+entryPoints = ["web"]
+service = "app"
+
+[http.routers.broken]
+rule = "Host(`b.example`)"
+entryPoints = ["web"]
+service = "missing"
+
+[http.services.app.loadBalancer]
+[[http.services.app.loadBalancer.servers]]
+url = "http://127.0.0.1:{self.sick.getHost().port}"
+[[http.services.app.loadBalancer.servers]]
+url = "http://127.0.0.1:{self.healthy.getHost().port}"
+[http.services.app.loadBalancer.healthCheck]
+path = "/health"
+interval = "200ms"
+timeout = "2s"
+"""
+        relayd = self.start(static, dynamic)
+        yield relayd.waitForLog(f"listening on 127.0.0.1:{web}")
+        yield relayd.waitForLog(f"listening on 127.0.0.1:{traefik}")
+        api = f"http://127.0.0.1:{traefik}"
+        sick = f"http://127.0.0.1:{self.sick.getHost().port}"
+        healthy = f"http://127.0.0.1:{self.healthy.getHost().port}"
+
+        @defer.inlineCallbacks
+        def sickIsDown() -> Any:
+            code, _, body = yield self.getJSON(api + "/api/http/services/app%40file")
+            return code == 200 and body["serverStatus"].get(sick) == "DOWN"
+
+        yield poll(sickIsDown, timeout=20)
+        code, headers, body = yield self.getJSON(api + "/api/http/services/app@file")
+        self.assertEqual(body["serverStatus"], {sick: "DOWN", healthy: "UP"})
+        self.assertEqual((body["type"], body["status"], body["usedBy"]), ("loadbalancer", "enabled", ["app@file"]))
+        self.assertEqual(body["loadBalancer"]["healthCheck"]["interval"], "200ms")
+        self.assertEqual(headers["content-type"], "application/json")
+        self.assertTrue(headers["x-relayd-generation"].isdigit())
+
+        code, _, body = yield self.getJSON(api + "/api/http/routers/broken%40file")
+        self.assertEqual((code, body["status"]), (200, "disabled"))
+        self.assertEqual(body["error"], ['the service "missing@file" does not exist'])
+        self.assertEqual((body["name"], body["provider"], body["using"]), ("broken@file", "file", ["web"]))
+
+        code, headers, body = yield self.getJSON(api + "/api/http/routers?per_page=2")
+        self.assertEqual(([r["name"] for r in body], headers["x-next-page"]), (["api@internal", "app@file"], "2"))
+        code, headers, body = yield self.getJSON(api + "/api/http/routers?per_page=2&page=3")
+        self.assertEqual(([r["name"] for r in body], headers["x-next-page"]), (["operator@file"], "1"))
+        code, _, body = yield self.getJSON(api + "/api/http/routers?per_page=2&page=9")
+        self.assertEqual(code, 400)
+        code, _, body = yield self.getJSON(api + "/api/http/routers?search=B.EXAMPLE")
+        self.assertEqual([r["name"] for r in body], ["broken@file"])
+        code, _, body = yield self.getJSON(api + "/api/http/routers?status=enabled&search=file")
+        self.assertEqual([r["name"] for r in body], ["app@file", "operator@file"])
+        code, _, body = yield self.getJSON(api + "/api/http/routers/nope%40file")
+        self.assertEqual((code, body), (404, {"message": "router not found: nope@file"}))
+        code, _, body = yield self.getJSON(api + "/api/http/middlewares/operator-auth@file")
+        self.assertEqual((body["type"], body["usedBy"]), ("basicauth", ["operator@file"]))
+
+        code, _, body = yield self.getJSON(api + "/api/overview")
+        self.assertEqual(body["http"]["routers"], {"total": 5, "warnings": 0, "errors": 1})
+        self.assertEqual(body["http"]["services"], {"total": 1, "warnings": 0, "errors": 0})
+        self.assertEqual(body["providers"], ["File"])
+        code, _, body = yield self.getJSON(api + "/api/entrypoints")
+        self.assertEqual([(e["name"], e["address"]) for e in body], [("traefik", f"127.0.0.1:{traefik}"), ("web", f"127.0.0.1:{web}")])
+        code, _, body = yield self.getJSON(api + "/api/rawdata")
+        self.assertIn("app@file", body["services"])
+        code, _, body = yield self.getJSON(api + "/api/version")
+        self.assertEqual(sorted(body), ["Codename", "Version", "startDate"])
+
+        operator = f"http://127.0.0.1:{web}/api/version"
+        code, headers, _ = yield self.getJSON(operator, host="api.local")
+        self.assertEqual((code, headers.get("www-authenticate")), (401, 'Basic realm="traefik"'))
+        code, _, body = yield self.getJSON(operator, host="api.local", headers=basic("admin", "wrong"))
+        self.assertEqual(code, 401)
+        code, _, body = yield self.getJSON(operator, host="api.local", headers=basic("admin", "secret"))
+        self.assertEqual((code, sorted(body)), (200, ["Codename", "Version", "startDate"]))
+        response, _ = yield self.client.get(f"http://127.0.0.1:{web}/dashboard", host="api.local", headers=basic("admin", "secret"))
+        self.assertEqual((response.code, response.headers.getRawHeaders(b"location")), (302, [b"/dashboard/"]))
+        self.assertEqual(relayd.stop(), 0)
+
+    @defer.inlineCallbacks
+    def test_noAPISection(self) -> Any:
+        """
+        Without an api section nothing answers on /api, and a router naming
+        api@internal is disabled with "api is not enabled".
+        """
+        web, traefik = freePorts(2)
+        static = f"""
+[entryPoints.web]
+address = "127.0.0.1:{web}"
+
+[entryPoints.traefik]
+address = "127.0.0.1:{traefik}"
+
+[providers.file]
+filename = "dynamic.toml"
+
+[log]
+level = "INFO"
+"""
+        relayd = self.start(static, docsExample(SECURE_DYNAMIC))
+        yield relayd.waitForLog(f"listening on 127.0.0.1:{web}")
+        out = yield relayd.waitForLog(f"listening on 127.0.0.1:{traefik}")
+        self.assertIn("api is not enabled", out)
+        self.assertIn("operator@file", out)
+        for url in (f"http://127.0.0.1:{traefik}/api/version", f"http://127.0.0.1:{web}/api/version"):
+            response, _ = yield self.client.get(url, host="api.local", headers=basic("admin", "secret"))
+            self.assertEqual(response.code, 404, url)
+        self.assertEqual(relayd.stop(), 0)

@@ -47,9 +47,9 @@ def _isOptional(tp: Any) -> bool:
 
 
 def _defaultOf(a: attrs.Attribute) -> Any:
-    default = a.default
+    default: Any = a.default
     if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-        return default.factory()  # type: ignore[call-arg]
+        return default.factory()
     return default
 
 

@@ -1,0 +1,1 @@
+The REST API (``api@internal``) answers Traefik's endpoints and JSON shapes (routers, services with server status, middlewares, entrypoints, overview, raw data, version) with pages, filters and sorting, plus ``/api/explain``; expose it with ``api.insecure`` or a router behind authentication.
