@@ -7,10 +7,14 @@ it did not match, input errors, and the text rendering.
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
+from urllib.parse import quote
 
+from twisted.internet import defer
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from relayd.config.dynamic import decodeDynamic
 from relayd.config.loader import effective
@@ -19,7 +23,7 @@ from relayd.config.static import StaticConfig
 from relayd.runtime.build import Runtime, build
 from relayd.runtime.explain import explainRequest, formatExplanation
 from relayd.services.sticky import cookieName, serverHash
-from tests.helpers import memoryRequest
+from tests.helpers import Client, RelaydProcess, freePorts, memoryRequest, poll, startBackend, tempdir, writeFile
 
 A = "http://127.0.0.1:9001"
 B = "http://127.0.0.1:9002"
@@ -305,3 +309,91 @@ class ExplainTests(SynchronousTestCase):
             "  service: app\n"
             f"  server: {A} (next in weighted round robin)\n",
         )
+
+
+class APITests(TestCase):
+    """
+    GET /api/explain on a real relayd (api.insecure on a loopback traefik entrypoint).
+    """
+
+    timeout = 90
+
+    @defer.inlineCallbacks
+    def test_explainEndpoint(self) -> Any:
+        """
+        The API explains with the live runtime: the shadow warning is in the router status, the
+        server with a failing health check is not predicted, and bad input is a 400 with a message.
+        """
+        directory = tempdir(self)
+        sick, sickEcho = startBackend("sick")
+        sickEcho.failPaths.add("/health")
+        healthy, _ = startBackend("healthy")
+        self.addCleanup(sick.stopListening)
+        self.addCleanup(healthy.stopListening)
+        client = Client()
+        self.addCleanup(client.close)
+        web, traefik = freePorts(2)
+        sickURL = f"http://127.0.0.1:{sick.getHost().port}"
+        healthyURL = f"http://127.0.0.1:{healthy.getHost().port}"
+        writeFile(
+            os.path.join(directory, "relayd.toml"),
+            f'[entryPoints.web]\naddress = "127.0.0.1:{web}"\n[entryPoints.traefik]\naddress = "127.0.0.1:{traefik}"\n'
+            '[api]\ninsecure = true\n[providers.file]\nfilename = "dynamic.yml"\n[log]\nlevel = "INFO"\n',
+        )
+        writeFile(
+            os.path.join(directory, "dynamic.yml"),
+            "http:\n  routers:\n"
+            "    all:\n      rule: PathPrefix(`/`)\n      priority: 100\n      entryPoints: [web]\n      service: app\n"
+            "    late:\n      rule: Host(`late.example`)\n      entryPoints: [web]\n      service: app\n"
+            "    api:\n      rule: Host(`a.example`) && PathPrefix(`/api`)\n      priority: 200\n"
+            "      entryPoints: [web]\n      service: app\n      middlewares: [strip]\n"
+            "  middlewares:\n    strip:\n      stripPrefix:\n        prefixes: [/api]\n"
+            "  services:\n    app:\n      loadBalancer:\n        servers:\n"
+            f"          - url: {sickURL}\n          - url: {healthyURL}\n"
+            "        healthCheck:\n          path: /health\n          interval: 200ms\n          timeout: 2s\n",
+        )
+        relayd = RelaydProcess(["--config", "relayd.toml"], cwd=directory)
+        self.addCleanup(relayd.stop)
+        yield relayd.waitForLog(f"listening on 127.0.0.1:{traefik}")
+        api = f"http://127.0.0.1:{traefik}/api"
+
+        @defer.inlineCallbacks
+        def getJSON(path: str) -> Any:
+            response, body = yield client.get(api + path)
+            return response.code, json.loads(body)
+
+        @defer.inlineCallbacks
+        def sickIsDown() -> Any:
+            code, body = yield getJSON("/http/services/app%40file")
+            return code == 200 and body["serverStatus"].get(sickURL) == "DOWN"
+
+        yield poll(sickIsDown, timeout=20)
+        code, body = yield getJSON("/http/routers/late%40file")
+        self.assertEqual((code, body["status"]), (200, "warning"))
+        self.assertEqual(
+            body["error"],
+            ['never matches: router "all@file" (priority 100) matches every request it would, and is evaluated first'],
+        )
+        url = quote("http://b.example/x?y=1", safe="")
+        code, body = yield getJSON(f"/explain?entrypoint=web&method=GET&url={url}&header=X-A:1")
+        self.assertEqual(code, 200, body)
+        self.assertEqual(body["request"]["headers"], [["X-A", "1"]])
+        self.assertEqual(
+            body["skipped"],
+            [
+                {
+                    "router": "api@file",
+                    "rule": "Host(`a.example`) && PathPrefix(`/api`)",
+                    "priority": 200,
+                    "reason": 'Host(`a.example`) does not match host "b.example"',
+                }
+            ],
+        )
+        match = body["match"]
+        self.assertEqual(
+            (match["router"], match["service"], match["middlewares"], match["server"]),
+            ("all@file", "app@file", [], healthyURL),
+        )
+        code, body = yield getJSON("/explain?entrypoint=nope&url=http%3A%2F%2Fa%2F")
+        self.assertEqual(code, 400)
+        self.assertEqual(body, {"message": 'unknown entrypoint "nope" (defined: traefik, web)'})
