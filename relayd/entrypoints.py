@@ -51,6 +51,13 @@ class RequestContext:
     # When the request was routed (reactor seconds); set only when the
     # entrypoint has observers (access log, metrics).
     start: float = 0.0
+    # For the access log: when the request was handed to a server (reactor
+    # seconds, set with start only), the status that server answered when
+    # it differs from the response's (0: the same), and how many times the
+    # request was retried.
+    originStart: float = 0.0
+    originStatus: int = 0
+    retryAttempts: int = 0
 
 
 # Called once per routed request when its response is finished (failure None)

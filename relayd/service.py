@@ -89,6 +89,12 @@ class RelaydService(service.MultiService):
             grace = max((float(ep.transport.lifeCycle.requestAcceptGraceTimeout) + float(ep.transport.lifeCycle.graceTimeOut)
                          for ep in self.static.entryPoints.values()), default=10.0)
             WorkerSupervisor(workers, reactor, grace).setServiceParent(self)
+        # The access log (accessLog), observing the entrypoints whose
+        # observability.accessLogs is on; SIGUSR1 reopens its file and the
+        # process log file.
+        from relayd.observability.accesslog import setUp as setUpAccessLog
+
+        self.accessLog = setUpAccessLog(self)
 
     def _addProvider(self, provider: service.Service) -> None:
         provider.setServiceParent(self)

@@ -1,11 +1,14 @@
 """
 The process log: C{log.level}, C{log.format} (common or json) and
 C{log.filePath} (standard output when unset) from the static configuration,
-turned into a Twisted log observer.
+turned into a Twisted log observer. The file is reopened on SIGUSR1 (see
+L{relayd.observability.accesslog.installReopenSignal}), for rotation by an
+outside tool.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import IO, Any, Callable
 
@@ -40,9 +43,9 @@ def observerFactory(config: Log, fallback: Callable[[], IO[str]] | None = None) 
     """
 
     def make() -> ILogObserver:
-        stream: IO[Any]
+        stream: Any
         if config.filePath:
-            stream = open(config.filePath, "a", encoding="utf-8")
+            stream = ReopenableFile(config.filePath)
         else:
             stream = fallback() if fallback else sys.stdout
         if config.format == "json":
@@ -56,6 +59,49 @@ def observerFactory(config: Log, fallback: Callable[[], IO[str]] | None = None) 
         return FilteringLogObserver(observer, [_AlwaysShown(predicate)])
 
     return make
+
+
+class ReopenableFile:
+    """
+    A text file opened for appending that L{reopenFiles} reopens at the same
+    path (after a rotation renamed it).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.file = self._open()
+        _files.append(self)
+
+    def _open(self) -> IO[str]:
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        return open(self.path, "a", encoding="utf-8")
+
+    def write(self, text: str) -> int:
+        return self.file.write(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def reopen(self) -> None:
+        new = self._open()
+        old, self.file = self.file, new
+        old.close()
+
+
+_files: list[ReopenableFile] = []
+
+
+def reopenFiles() -> None:
+    """
+    Reopen the process log files (on SIGUSR1).
+    """
+    for f in _files:
+        try:
+            f.reopen()
+        except OSError as e:
+            sys.stderr.write(f"relayd: cannot reopen the log file {f.path}: {e}\n")
 
 
 ALWAYS = "relayd_always"

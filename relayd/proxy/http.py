@@ -105,6 +105,10 @@ class Forwarder:
         Relay C{request} to C{target}; the answer (or an error answer) goes
         to the client as it comes.
         """
+        context = request.relayd
+        if getattr(context, "start", 0.0):
+            # Observed requests only: the access log's OriginDuration.
+            context.originStart = self.reactor.seconds()
         if b"upgrade" in request.requestHeaders._fields and isWebSocketUpgrade(request):
             self.websockets.forward(request, target, passHostHeader)
             return
