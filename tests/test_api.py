@@ -274,8 +274,8 @@ class ShapeTests(SynchronousTestCase):
 
     def test_service(self) -> None:
         """
-        A service shows its configuration, status, users, server status, name,
-        provider and type.
+        A service shows its configuration, status, the routers naming it,
+        server status, name, provider and type.
         """
         code, _, body = self.api.get("/api/http/services/spare@file")
         self.assertEqual(code, 200)
@@ -289,13 +289,16 @@ class ShapeTests(SynchronousTestCase):
                     "responseForwarding": {"flushInterval": "100ms"},
                 },
                 "status": "enabled",
-                "usedBy": ["other@file", "split@file"],
+                "usedBy": ["other@file"],
                 "name": "spare@file",
                 "provider": "file",
                 "type": "loadbalancer",
                 "serverStatus": {"http://127.0.0.1:3": "UP"},
             },
         )
+        # As in Traefik: the routers naming it, disabled ones included, not
+        # the services using it.
+        self.assertEqual(self.api.get("/api/http/services/app@file")[2]["usedBy"], ["broken@file", "web@file"])
         code, _, body = self.api.get("/api/http/services/split@file")
         self.assertEqual(body["type"], "weighted")
         self.assertEqual(body["weighted"], {"services": [{"name": "app@file", "weight": 2}, {"name": "spare@file", "weight": 0}]})

@@ -54,7 +54,7 @@ class Collection:
 
     layer: str
     kind: str
-    shape: Callable[[ObjectInfo, str], dict[str, Any]]
+    shape: Callable[[ObjectInfo, str, list[str] | None], dict[str, Any]]
     idName: str
 
     @property
@@ -213,6 +213,10 @@ def sortInfos(infos: list[ObjectInfo], query: Mapping[str, str], collection: Col
     return sorted(infos, key=lambda info: (key(info), info.name), reverse=descending)
 
 
+def _users(users: Mapping[str, list[str]] | None, info: ObjectInfo) -> list[str] | None:
+    return users.get(info.name, []) if users is not None else None
+
+
 def _decodeName(segment: str, idName: str) -> str:
     bad = _BAD_ESCAPE.search(segment)
     if bad is not None:
@@ -289,27 +293,43 @@ class APIHandler:
                 collection = _COLLECTIONS.get((what[0], what[1]))
                 if collection is not None:
                     infos: Mapping[str, ObjectInfo] = getattr(runtime, collection.attribute)
+                    users = None if collection.routers else shapes.usedByMap(runtime, collection.layer, collection.kind)
                     if len(what) == 2:
-                        self._list(request, infos, collection, query)
+                        self._list(request, infos, collection, query, users)
                     else:
-                        self._one(request, infos, collection, what[2])
+                        self._one(request, infos, collection, what[2], users)
                     return
         notFound(request)
 
-    def _list(self, request: Any, infos: Mapping[str, ObjectInfo], collection: Collection, query: dict[str, str]) -> None:
+    def _list(
+        self,
+        request: Any,
+        infos: Mapping[str, ObjectInfo],
+        collection: Collection,
+        query: dict[str, str],
+        users: Mapping[str, list[str]] | None,
+    ) -> None:
         criterion = Criterion.fromQuery(query)
         kept = [info for info in infos.values() if criterion is None or criterion.keeps(info, collection)]
         ordered = sortInfos(kept, query, collection)
         start, end, nextPage = paginate(query, len(ordered))
         request.responseHeaders.setRawHeaders(NEXT_PAGE_HEADER, [str(nextPage).encode()])
-        self._json(request, 200, [collection.shape(info, collection.layer) for info in ordered[start:end]])
+        shown = [collection.shape(info, collection.layer, _users(users, info)) for info in ordered[start:end]]
+        self._json(request, 200, shown)
 
-    def _one(self, request: Any, infos: Mapping[str, ObjectInfo], collection: Collection, segment: str) -> None:
+    def _one(
+        self,
+        request: Any,
+        infos: Mapping[str, ObjectInfo],
+        collection: Collection,
+        segment: str,
+        users: Mapping[str, list[str]] | None,
+    ) -> None:
         name = _decodeName(segment, collection.idName)
         info = infos.get(name)
         if info is None:
             raise APIError(404, f"{collection.notFound}: {name}")
-        self._json(request, 200, collection.shape(info, collection.layer))
+        self._json(request, 200, collection.shape(info, collection.layer, _users(users, info)))
 
     def _entryPoints(self, request: Any, static: Any, rest: list[str], query: dict[str, str]) -> None:
         entryPoints = static.entryPoints

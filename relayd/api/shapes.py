@@ -112,7 +112,7 @@ def encode(data: Any) -> bytes:
     return (text + "\n").encode("utf-8")
 
 
-def _info(result: dict[str, Any], info: ObjectInfo, users: str | None) -> dict[str, Any]:
+def _info(result: dict[str, Any], info: ObjectInfo, users: str | None, usedBy: list[str] | None = None) -> dict[str, Any]:
     """
     Add the runtime fields Traefik's C{*Info} structures add: C{error},
     C{status} and C{usedBy} (services, middlewares) or C{using} (routers).
@@ -120,11 +120,32 @@ def _info(result: dict[str, Any], info: ObjectInfo, users: str | None) -> dict[s
     if info.errors:
         result["error"] = list(info.errors)
     result["status"] = info.status
-    if users == "usedBy" and info.usedBy:
-        result["usedBy"] = list(info.usedBy)
+    if users == "usedBy":
+        names = usedBy if usedBy is not None else info.usedBy
+        if names:
+            result["usedBy"] = list(names)
     if users == "using" and info.using:
         result["using"] = list(info.using)
     return result
+
+
+def usedByMap(runtime: Runtime, layer: str, kind: str) -> dict[str, list[str]]:
+    """
+    The routers of a layer that name each service (C{kind} C{"services"}) or
+    middleware (C{"middlewares"}) in their configuration, sorted: Traefik's
+    C{usedBy}, which counts routers whatever their status and leaves out
+    services that use services.
+    """
+    routers: Mapping[str, ObjectInfo] = getattr(runtime, "routers" if layer == "http" else layer + "Routers")
+    users: dict[str, list[str]] = {}
+    for name in sorted(routers):
+        config = routers[name].config
+        targets = (config.service,) if kind == "services" else getattr(config, "middlewares", ())
+        for target in targets:
+            names = users.setdefault(target, [])
+            if name not in names:
+                names.append(name)
+    return users
 
 
 def _routerConfig(info: ObjectInfo, defaultTLSOptions: bool) -> dict[str, Any]:
@@ -145,7 +166,7 @@ def _named(result: dict[str, Any], name: str, info: ObjectInfo) -> dict[str, Any
     return result
 
 
-def routerShape(info: ObjectInfo, layer: str = "http") -> dict[str, Any]:
+def routerShape(info: ObjectInfo, layer: str = "http", usedBy: list[str] | None = None) -> dict[str, Any]:
     """
     One router as C{/api/{http,tcp,udp}/routers} shows it.
     """
@@ -155,22 +176,22 @@ def routerShape(info: ObjectInfo, layer: str = "http") -> dict[str, Any]:
     return result
 
 
-def serviceShape(info: ObjectInfo, layer: str = "http") -> dict[str, Any]:
+def serviceShape(info: ObjectInfo, layer: str = "http", usedBy: list[str] | None = None) -> dict[str, Any]:
     """
     One service as C{/api/{http,tcp,udp}/services} shows it.
     """
-    result = _named(_info(goJSON(info.config), info, "usedBy"), info.name, info)
+    result = _named(_info(goJSON(info.config), info, "usedBy", usedBy), info.name, info)
     result["type"] = info.kind.lower()
     if layer != "udp" and info.serverStatus:
         result["serverStatus"] = dict(info.serverStatus)
     return result
 
 
-def middlewareShape(info: ObjectInfo, layer: str = "http") -> dict[str, Any]:
+def middlewareShape(info: ObjectInfo, layer: str = "http", usedBy: list[str] | None = None) -> dict[str, Any]:
     """
     One middleware as C{/api/{http,tcp}/middlewares} shows it.
     """
-    result = _named(_info(goJSON(info.config), info, "usedBy"), info.name, info)
+    result = _named(_info(goJSON(info.config), info, "usedBy", usedBy), info.name, info)
     result["type"] = info.kind.lower()
     return result
 
@@ -190,11 +211,18 @@ def rawData(runtime: Runtime) -> dict[str, Any]:
     the list endpoints add; empty sections left out.
     """
 
-    def section(infos: Mapping[str, ObjectInfo], users: str, router: bool = False, servers: bool = False) -> dict[str, Any]:
+    def section(
+        infos: Mapping[str, ObjectInfo],
+        users: str,
+        router: bool = False,
+        servers: bool = False,
+        usedBy: Mapping[str, list[str]] | None = None,
+    ) -> dict[str, Any]:
         result = {}
         for name in sorted(infos):
             info = infos[name]
-            data = _info(_routerConfig(info, False) if router else goJSON(info.config), info, users)
+            config = _routerConfig(info, False) if router else goJSON(info.config)
+            data = _info(config, info, users, usedBy.get(name, []) if usedBy is not None else None)
             if servers and info.serverStatus:
                 data["serverStatus"] = dict(info.serverStatus)
             result[name] = data
@@ -202,13 +230,13 @@ def rawData(runtime: Runtime) -> dict[str, Any]:
 
     sections = {
         "routers": section(runtime.routers, "using", router=True),
-        "middlewares": section(runtime.middlewares, "usedBy"),
-        "services": section(runtime.services, "usedBy", servers=True),
+        "middlewares": section(runtime.middlewares, "usedBy", usedBy=usedByMap(runtime, "http", "middlewares")),
+        "services": section(runtime.services, "usedBy", servers=True, usedBy=usedByMap(runtime, "http", "services")),
         "tcpRouters": section(runtime.tcpRouters, "using", router=True),
-        "tcpMiddlewares": section(runtime.tcpMiddlewares, "usedBy"),
-        "tcpServices": section(runtime.tcpServices, "usedBy", servers=True),
+        "tcpMiddlewares": section(runtime.tcpMiddlewares, "usedBy", usedBy=usedByMap(runtime, "tcp", "middlewares")),
+        "tcpServices": section(runtime.tcpServices, "usedBy", servers=True, usedBy=usedByMap(runtime, "tcp", "services")),
         "udpRouters": section(runtime.udpRouters, "using"),
-        "udpServices": section(runtime.udpServices, "usedBy"),
+        "udpServices": section(runtime.udpServices, "usedBy", usedBy=usedByMap(runtime, "udp", "services")),
     }
     return {key: value for key, value in sections.items() if value}
 
