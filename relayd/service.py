@@ -75,12 +75,14 @@ class RelaydService(service.MultiService):
             self.entryPoints[name] = ep
         self.watcher.addListener(self._swap)
         # Metrics (metrics.prometheus): counted on the entrypoints whose
-        # observability.metrics is on, answered by prometheus@internal.
+        # observability.metrics is on, answered by prometheus@internal;
+        # workers share their values through files in one directory.
         metricsConfig = self.static.metrics
         if metricsConfig is not None and metricsConfig.prometheus is not None:
-            from relayd.observability.metrics import PrometheusMetrics
+            from relayd.observability.metrics import PrometheusMetrics, workersDirectory
 
-            metrics = PrometheusMetrics(metricsConfig.prometheus, reactor, lambda: self, metricsConfig.addInternals)
+            directory = workersDirectory(reactor, workers, self.workerIndex)
+            metrics = PrometheusMetrics(metricsConfig.prometheus, reactor, lambda: self, metricsConfig.addInternals, directory)
             self.state["metrics"] = metrics
             for ep in self.entryPoints.values():
                 if ep.config.observability.metrics:

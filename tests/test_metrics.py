@@ -624,6 +624,97 @@ pollInterval = "50ms"
         yield poll(wsCounted)
 
 
+class WorkersTests(TestCase):
+    """
+    With two worker processes a scrape counts the requests of both.
+    """
+
+    timeout = 90
+
+    @defer.inlineCallbacks
+    def test_countsCoverAllWorkers(self) -> Any:
+        """
+        Requests served by either worker add up in every scrape, whichever
+        worker answers it, and the shared directory is removed at exit.
+        """
+        import re
+        import signal
+
+        from tests.test_workers import _children, _holdersOfConnectionsTo
+
+        backend, _ = startBackend("A")
+        self.addCleanup(backend.stopListening)
+        a = backend.getHost().port
+        directory = tempdir(self)
+        web, traefik = freePorts(2)
+        dynamicPath = os.path.join(directory, "dynamic.toml")
+        writeFile(
+            dynamicPath,
+            f'''
+[http.routers.app]
+rule = "Host(`app.test`)"
+service = "app"
+
+[[http.services.app.loadBalancer.servers]]
+url = "http://127.0.0.1:{a}"
+''',
+        )
+        writeFile(
+            os.path.join(directory, "relayd.toml"),
+            f"""
+workers = 2
+
+[log]
+level = "INFO"
+
+[entryPoints.web]
+address = "127.0.0.1:{web}"
+
+[entryPoints.traefik]
+address = "127.0.0.1:{traefik}"
+
+[metrics.prometheus]
+
+[providers.file]
+filename = "{dynamicPath}"
+""",
+        )
+        process = RelaydProcess(["--config", os.path.join(directory, "relayd.toml")], directory)
+        self.addCleanup(process.stop)
+        out = yield process.waitForLog("metrics of 2 workers are kept in ")
+        shared = re.search(r"metrics of 2 workers are kept in (\S+)", out).group(1)
+        yield process.waitForLog("worker 1 of 2")
+        yield process.waitForLog(f"listening on 127.0.0.1:{traefik}", count=2)
+        master = process.process.pid
+        workers = [master] + _children(master)
+        self.assertEqual(len(workers), 2, process.output())
+
+        def traffic() -> list[int]:
+            return [request(web, "/")[0] for _ in range(40)]
+
+        codes = yield threads.deferToThread(traffic)
+        self.assertEqual(set(codes), {200})
+        self.assertEqual(_holdersOfConnectionsTo(a, workers), set(workers), "both workers served requests")
+
+        def scrapes() -> list[Any]:
+            return [
+                value(scrape(traefik), "traefik_entrypoint_requests_total", entrypoint="web", code="200", method="GET", protocol="http")
+                for _ in range(8)
+            ]
+
+        counts = yield threads.deferToThread(scrapes)
+        self.assertEqual(counts, [40.0] * 8)
+        found = yield threads.deferToThread(scrape, traefik)
+        self.assertEqual(value(found, "traefik_service_requests_total", service="app@file", code="200", method="GET", protocol="http"), 40.0)
+        self.assertEqual(value(found, "traefik_open_connections", entrypoint="web", protocol="TCP"), 0.0)
+        self.assertTrue(os.path.isdir(shared))
+
+        process.process.send_signal(signal.SIGTERM)
+        code = yield threads.deferToThread(process.process.wait, 30)
+        self.assertEqual(code, 0, process.output())
+        self.assertFalse(os.path.exists(shared))
+
+
 def poll(check: Any, timeout: float = 15.0, interval: float = 0.1) -> defer.Deferred[None]:
     """
     Run the blocking C{check} in a thread until it returns true.

@@ -9,15 +9,24 @@ of the entrypoints whose C{observability.metrics} is on. Everything that is
 state rather than events (open connections, configuration reloads, server
 health, certificate expiry, WebSocket messages) is read from the running
 service when a scrape arrives.
+
+With worker processes (C{workers = N}) every process writes its values to
+files in a directory the first process creates before it starts the others
+(prometheus_client's multiprocess mode), and a scrape, whichever worker it
+reaches, adds them up.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from twisted.internet import task
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -34,6 +43,11 @@ _METHODS = frozenset(
 _TLS_VERSIONS = {"TLSv1": "1.0", "TLSv1.1": "1.1", "TLSv1.2": "1.2", "TLSv1.3": "1.3"}
 # gRPC's UNKNOWN status: Traefik's code for a gRPC answer without grpc-status.
 _GRPC_UNKNOWN = "2"
+# Where prometheus_client keeps the values of every process (workers).
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# How often each worker copies its open connections and WebSocket counts
+# into the shared values (seconds).
+SYNC_INTERVAL = 1.0
 # Above this many cached label sets the cache starts over (header labels can
 # make the number of label sets grow without bound).
 _CACHE_LIMIT = 10000
@@ -256,14 +270,26 @@ class PrometheusMetrics:
         clock: Any,
         source: Callable[[], Any] = lambda: None,
         addInternals: bool = False,
+        multiprocessDirectory: str | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.source = source
         self.addInternals = addInternals
+        self.multiprocessDirectory = multiprocessDirectory
         # Traefik's counters have no *_created series.
         disable_created_metrics()
-        self.registry = registry = CollectorRegistry(auto_describe=True)
+        if multiprocessDirectory is not None:
+            _useFiles()
+        registry = CollectorRegistry(auto_describe=True)
+        # What a scrape reads: the metrics themselves, or with workers the
+        # files of every process.
+        self.registry = registry
+        if multiprocessDirectory is not None:
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            self.registry = CollectorRegistry()
+            MultiProcessCollector(self.registry, path=multiprocessDirectory)
         buckets = tuple(config.buckets) or (0.1, 0.3, 1.2, 5.0)
         headers = sorted(config.headerLabels.items())
         self.headerLabels = tuple(label for label, _ in headers)
@@ -272,7 +298,31 @@ class PrometheusMetrics:
         self.entryPoints = make("entrypoint", ["entrypoint"], _ENTRYPOINT_HELP) if config.addEntryPointsLabels else None
         self.routers = make("router", ["router", "service"], _ROUTER_HELP) if config.addRoutersLabels else None
         self.services = make("service", ["service"], _SERVICE_HELP) if config.addServicesLabels else None
-        registry.register(_StateCollector(self))
+        self.registry.register(_StateCollector(self))
+        self._sync: task.LoopingCall | None = None
+        if multiprocessDirectory is not None:
+            # What is state in one process becomes values summed over the
+            # live processes (gauges) or over all of them (counters).
+            self._openConnections = Gauge(
+                PREFIX + "open_connections",
+                _OPEN_CONNECTIONS_HELP,
+                ["entrypoint", "protocol"],
+                registry=registry,
+                multiprocess_mode="livesum",
+            )
+            self._websocketConnections = Gauge(
+                "relayd_websocket_connections", _WEBSOCKET_CONNECTIONS_HELP, registry=registry, multiprocess_mode="livesum"
+            )
+            self._websocketMessages = Counter(
+                "relayd_websocket_messages", _WEBSOCKET_MESSAGES_HELP, ["direction"], registry=registry
+            )
+            self._websocketBytes = Counter(
+                "relayd_websocket_message_bytes", _WEBSOCKET_BYTES_HELP, ["direction"], registry=registry
+            )
+            self._synced = [0, 0, 0, 0]
+            self._sync = task.LoopingCall(self.sync)
+            self._sync.clock = clock
+            self._sync.start(SYNC_INTERVAL, now=False)
 
     # -- requests --
 
@@ -330,9 +380,47 @@ class PrometheusMetrics:
         routers and services gone from the configuration are dropped (so
         they are seen once more after they went away).
         """
+        if self.multiprocessDirectory is not None:
+            # Other workers' values are at most SYNC_INTERVAL old; this
+            # one's are current. Series are not dropped from the files.
+            self.sync()
+            _forgetDeadProcesses(self.multiprocessDirectory)
+            return generate_latest(self.registry)
         body = generate_latest(self.registry)
         self._prune()
         return body
+
+    def sync(self) -> None:
+        """
+        Copy this process's open connections and WebSocket counts into the
+        values shared between workers (never fails).
+        """
+        try:
+            service = self.source()
+            for name, count in openConnections(service).items():
+                self._openConnections.labels(name, "TCP").set(count)
+            messages, sizes, live = websocketTotals(getattr(service, "watcher", None))
+            self._websocketConnections.set(live)
+            totals = messages + sizes
+            counters = (
+                self._websocketMessages.labels("in"),
+                self._websocketMessages.labels("out"),
+                self._websocketBytes.labels("in"),
+                self._websocketBytes.labels("out"),
+            )
+            for index, total in enumerate(totals):
+                previous = self._synced[index]
+                # A total below the last one means the relay started over.
+                delta = total - previous if total >= previous else total
+                if delta:
+                    counters[index].inc(delta)
+                self._synced[index] = total
+        except Exception:
+            self._log.failure("copying the metrics of this worker failed")
+
+    def stop(self) -> None:
+        if self._sync is not None and self._sync.running:
+            self._sync.stop()
 
     def _prune(self) -> None:
         service = self.source()
@@ -371,22 +459,18 @@ class _StateCollector:
         )
         last.add_metric([], float(getattr(watcher, "lastSuccess", None) or 0))
         yield last
-        yield self._openConnections(service)
         yield self._certificates(service)
         if self.metrics.services is not None:
             yield self._serversUp(service)
-        yield from self._websockets(watcher)
+        if self.metrics.multiprocessDirectory is None:
+            yield self._openConnections(service)
+            yield from self._websockets(watcher)
 
     def _openConnections(self, service: Any) -> Metric:
         family = GaugeMetricFamily(
-            PREFIX + "open_connections",
-            "Open client connections, by entrypoint and protocol.",
-            labels=["entrypoint", "protocol"],
+            PREFIX + "open_connections", _OPEN_CONNECTIONS_HELP, labels=["entrypoint", "protocol"]
         )
-        for name, entryPoint in sorted(getattr(service, "entryPoints", {}).items()):
-            if entryPoint.address.protocol == "udp":
-                continue
-            count = sum(len(site.channels) + len(site.tunnels) for site in entryPoint.sites)
+        for name, count in sorted(openConnections(service).items()):
             family.add_metric([name, "TCP"], float(count))
         return family
 
@@ -423,38 +507,118 @@ class _StateCollector:
         return family
 
     def _websockets(self, watcher: Any) -> Iterable[Metric]:
-        shared = getattr(watcher, "shared", None) or {}
-        forwarder = shared.get("forwarder")
-        relayer = getattr(forwarder, "websockets", None)
-        stats = getattr(relayer, "stats", None)
-        messages = [0, 0]
-        sizes = [0, 0]
-        live = list(getattr(relayer, "relays", ()))
-        if stats is not None:
-            messages = [stats.messagesIn, stats.messagesOut]
-            sizes = [stats.bytesIn, stats.bytesOut]
-        for relay in live:
-            for index in (0, 1):
-                messages[index] += relay.messages[index]
-                sizes[index] += relay.bytes[index]
-        messagesFamily = CounterMetricFamily(
-            "relayd_websocket_messages",
-            "WebSocket messages relayed, by direction (in: client to server, out: server to client).",
-            labels=["direction"],
-        )
-        bytesFamily = CounterMetricFamily(
-            "relayd_websocket_message_bytes",
-            "WebSocket message payload bytes relayed, by direction.",
-            labels=["direction"],
-        )
+        messages, sizes, live = websocketTotals(watcher)
+        messagesFamily = CounterMetricFamily("relayd_websocket_messages", _WEBSOCKET_MESSAGES_HELP, labels=["direction"])
+        bytesFamily = CounterMetricFamily("relayd_websocket_message_bytes", _WEBSOCKET_BYTES_HELP, labels=["direction"])
         for index, direction in enumerate(("in", "out")):
             messagesFamily.add_metric([direction], float(messages[index]))
             bytesFamily.add_metric([direction], float(sizes[index]))
         yield messagesFamily
         yield bytesFamily
-        openFamily = GaugeMetricFamily("relayd_websocket_connections", "Open relayed WebSocket connections.")
-        openFamily.add_metric([], float(len(live)))
+        openFamily = GaugeMetricFamily("relayd_websocket_connections", _WEBSOCKET_CONNECTIONS_HELP)
+        openFamily.add_metric([], float(live))
         yield openFamily
+
+
+def openConnections(service: Any) -> dict[str, int]:
+    """
+    The open client connections of each TCP entrypoint: HTTP connections
+    (HTTP/1.1 and HTTP/2), WebSockets and TCP tunnels.
+    """
+    counts = {}
+    for name, entryPoint in getattr(service, "entryPoints", {}).items():
+        if entryPoint.address.protocol == "udp":
+            continue
+        counts[name] = sum(len(site.channels) + len(site.tunnels) for site in entryPoint.sites)
+    return counts
+
+
+def websocketTotals(watcher: Any) -> tuple[list[int], list[int], int]:
+    """
+    WebSocket messages and payload bytes relayed so far ([in, out] each,
+    closed and open relays), and how many relays are open.
+    """
+    shared = getattr(watcher, "shared", None) or {}
+    relayer = getattr(shared.get("forwarder"), "websockets", None)
+    stats = getattr(relayer, "stats", None)
+    messages = [0, 0]
+    sizes = [0, 0]
+    live = list(getattr(relayer, "relays", ()))
+    if stats is not None:
+        messages = [stats.messagesIn, stats.messagesOut]
+        sizes = [stats.bytesIn, stats.bytesOut]
+    for relay in live:
+        for index in (0, 1):
+            messages[index] += relay.messages[index]
+            sizes[index] += relay.bytes[index]
+    return messages, sizes, len(live)
+
+
+_OPEN_CONNECTIONS_HELP = "Open client connections, by entrypoint and protocol."
+_WEBSOCKET_MESSAGES_HELP = "WebSocket messages relayed, by direction (in: client to server, out: server to client)."
+_WEBSOCKET_BYTES_HELP = "WebSocket message payload bytes relayed, by direction."
+_WEBSOCKET_CONNECTIONS_HELP = "Open relayed WebSocket connections."
+
+
+def _useFiles() -> None:
+    # prometheus_client picks where values live when it is imported; relayd
+    # may have imported it before the directory was known.
+    from prometheus_client import values
+
+    if getattr(values.ValueClass, "__name__", "") != "MmapedValue":
+        values.ValueClass = values.MultiProcessValue()
+
+
+def _forgetDeadProcesses(directory: str) -> None:
+    """
+    Drop the live gauges (open connections) of workers that died.
+    """
+    from prometheus_client.multiprocess import mark_process_dead
+
+    pids: set[int] = set()
+    for name in os.listdir(directory):
+        if name.startswith("gauge_live") and name.endswith(".db"):
+            digits = name[: -len(".db")].rpartition("_")[2]
+            if digits.isdigit():
+                pids.add(int(digits))
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            mark_process_dead(pid, directory)
+        except OSError:
+            pass
+
+
+def workersDirectory(reactor: Any, workers: int, index: int) -> str | None:
+    """
+    Where the workers' metric values live: made (and removed at exit) by the
+    first process before it starts the others, inherited by them through
+    the environment. C{None} with a single process.
+    """
+    if workers <= 1:
+        return None
+    if index == 0:
+        directory = tempfile.mkdtemp(prefix="relayd-metrics-")
+        os.environ[MULTIPROCESS_ENV] = directory
+        reactor.addSystemEventTrigger("after", "shutdown", _removeDirectory, directory)
+        PrometheusMetrics._log.info(
+            "metrics of {workers} workers are kept in {directory}", workers=workers, directory=directory
+        )
+        return directory
+    directory = os.environ.get(MULTIPROCESS_ENV, "")
+    if not os.path.isdir(directory):
+        PrometheusMetrics._log.warn(
+            "worker {index}: the metrics directory is missing; this worker's metrics are its own", index=index
+        )
+        return None
+    return directory
+
+
+def _removeDirectory(directory: str) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+    if os.environ.get(MULTIPROCESS_ENV) == directory:
+        del os.environ[MULTIPROCESS_ENV]
 
 
 def certificateLabels(certificate: Any) -> tuple[str, str, str]:
