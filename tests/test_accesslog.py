@@ -904,3 +904,29 @@ minDuration = "200ms"
             (fields["method"], fields["path"], fields["status"], fields["router"], fields["server"]),
             ("GET", "/chat", "101", "ws@file", backend.url),
         )
+
+
+class DocsTests(unittest.SynchronousTestCase):
+    def test_exampleChecksClean(self) -> None:
+        """
+        The static configuration in docs/accesslog.rst checks clean.
+        """
+        import io
+
+        from relayd.cli import main
+        from tests.helpers import ROOT
+        from tests.test_examples import _literalBlock
+
+        with open(os.path.join(ROOT, "docs", "accesslog.rst"), encoding="utf-8") as f:
+            text = _literalBlock(f.read(), "Turn it on in the static configuration")
+        self.assertIn("[accessLog.fields.headers.names]", text)
+        directory = tempdir(self)
+        writeFile(os.path.join(directory, "dynamic.toml"), "")
+        path = os.path.join(directory, "relayd.toml")
+        writeFile(path, text.replace("/var/log/relayd", directory))
+        out = io.StringIO()
+        cwd = os.getcwd()
+        os.chdir(directory)
+        self.addCleanup(os.chdir, cwd)
+        self.assertEqual(main(["check", "--config", path], out), 0, out.getvalue())
+        self.assertNotIn("warning", out.getvalue())

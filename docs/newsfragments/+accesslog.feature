@@ -1,0 +1,1 @@
+The access log works as Traefik's: common, genericCLF and json formats, filters by status code, retries and duration, fields and headers kept, dropped or redacted, bufferingSize, internal routers left out unless addInternals; SIGUSR1 reopens the access log and the process log file for rotation.
