@@ -144,7 +144,9 @@ class API:
         self.handler.handle(request)
         return request
 
-    def get(self, target: str, method: bytes = b"GET", headers: tuple[tuple[bytes, bytes], ...] = ()) -> tuple[int, dict[str, str], Any]:
+    def get(
+        self, target: str, method: bytes = b"GET", headers: tuple[tuple[bytes, bytes], ...] = ()
+    ) -> tuple[int, dict[str, str], Any]:
         """
         The status, headers (lower-case names) and decoded JSON body (raw
         bytes when not JSON, None when empty).
@@ -198,7 +200,10 @@ class GoJSONTests(SynchronousTestCase):
         The JSON is compact with one trailing newline and escapes <, > and &
         as Go's encoder does.
         """
-        self.assertEqual(encode({"rule": "A && B<C>", "n": "\u00e9"}), '{"rule":"A \\u0026\\u0026 B\\u003cC\\u003e","n":"\u00e9"}\n'.encode())
+        self.assertEqual(
+            encode({"rule": "A && B<C>", "n": "\u00e9"}),
+            '{"rule":"A \\u0026\\u0026 B\\u003cC\\u003e","n":"\u00e9"}\n'.encode(),
+        )
         self.assertEqual(json.loads(encode({"rule": "A && B"})), {"rule": "A && B"})
 
     def test_rfc3339(self) -> None:
@@ -339,7 +344,14 @@ class ShapeTests(SynchronousTestCase):
         code, _, body = self.api.get("/api/udp/routers/dns@file")
         self.assertEqual(
             body,
-            {"entryPoints": ["dns"], "service": "dns@file", "status": "enabled", "using": ["dns"], "name": "dns@file", "provider": "file"},
+            {
+                "entryPoints": ["dns"],
+                "service": "dns@file",
+                "status": "enabled",
+                "using": ["dns"],
+                "name": "dns@file",
+                "provider": "file",
+            },
         )
         code, _, body = self.api.get("/api/udp/services")
         self.assertEqual(body[0]["loadBalancer"], {"servers": [{"address": "127.0.0.1:53"}]})
@@ -369,10 +381,18 @@ class ShapeTests(SynchronousTestCase):
         self.assertEqual(body["http"]["routers"], {"total": 5, "warnings": 0, "errors": 1})
         self.assertEqual(body["http"]["services"], {"total": 3, "warnings": 0, "errors": 0})
         self.assertEqual(body["tcp"]["middlewares"], {"total": 1, "warnings": 0, "errors": 0})
-        self.assertEqual(body["udp"], {"routers": {"total": 1, "warnings": 0, "errors": 0}, "services": {"total": 1, "warnings": 0, "errors": 0}})
+        one = {"total": 1, "warnings": 0, "errors": 0}
+        self.assertEqual(body["udp"], {"routers": one, "services": one})
         self.assertEqual(body["features"], {"tracing": "", "metrics": "", "accessLog": False})
         self.assertEqual(body["providers"], ["File"])
-        api = API(staticConfig({}, accessLog={}, metrics={"prometheus": {"manualRouting": True}}, providers={"http": {"endpoint": "http://127.0.0.1:1/"}, "file": {"filename": "x"}}))
+        api = API(
+            staticConfig(
+                {},
+                accessLog={},
+                metrics={"prometheus": {"manualRouting": True}},
+                providers={"http": {"endpoint": "http://127.0.0.1:1/"}, "file": {"filename": "x"}},
+            )
+        )
         code, _, body = api.get("/api/overview")
         self.assertEqual(body["features"], {"tracing": "", "metrics": "Prometheus", "accessLog": True})
         self.assertEqual(body["providers"], ["File", "HTTP"])
@@ -383,7 +403,10 @@ class ShapeTests(SynchronousTestCase):
         status, without the names and types the lists add.
         """
         code, _, body = self.api.get("/api/rawdata")
-        self.assertEqual(sorted(body), ["middlewares", "routers", "services", "tcpMiddlewares", "tcpRouters", "tcpServices", "udpRouters", "udpServices"])
+        self.assertEqual(
+            sorted(body),
+            ["middlewares", "routers", "services", "tcpMiddlewares", "tcpRouters", "tcpServices", "udpRouters", "udpServices"],
+        )
         self.assertEqual(body["services"]["app@file"]["serverStatus"], {"http://127.0.0.1:1": "UP", "http://127.0.0.1:2": "UP"})
         self.assertNotIn("name", body["routers"]["web@file"])
         self.assertEqual(body["routers"]["web@file"]["using"], ["web"])
@@ -477,7 +500,8 @@ class ListTests(SynchronousTestCase):
         Names are URL-decoded path segments (with @ or / encoded); an unknown
         name is a JSON 404 naming it, a bad escape a JSON 400.
         """
-        api = API(staticConfig({}), dynamic={"http": {"services": {"a/b": {"loadBalancer": {"servers": [{"url": "http://127.0.0.1:1"}]}}}}})
+        slashed = {"a/b": {"loadBalancer": {"servers": [{"url": "http://127.0.0.1:1"}]}}}
+        api = API(staticConfig({}), dynamic={"http": {"services": slashed}})
         code, _, body = api.get("/api/http/services/a%2Fb%40file")
         self.assertEqual((code, body["name"]), (200, "a/b@file"))
         self.assertEqual(self.api.get("/api/http/routers/web%40file")[2]["name"], "web@file")
@@ -564,7 +588,8 @@ class ExplainTests(SynchronousTestCase):
         target = "/api/explain?entrypoint=web&method=POST&url=http%3A%2F%2Fa.example%2Fapp&header=X-A:%201&header=X-B:2:3"
         code, _, body = self.api.get(target)
         self.assertEqual((code, body), (200, {"router": "web@file"}))
-        self.assertEqual(calls, [(self.api.runtime, "web", "POST", "http://a.example/app", [("X-A", "1"), ("X-B", "2:3")], "127.0.0.1")])
+        headers = [("X-A", "1"), ("X-B", "2:3")]
+        self.assertEqual(calls, [(self.api.runtime, "web", "POST", "http://a.example/app", headers, "127.0.0.1")])
 
     def test_realExplain(self) -> None:
         """
@@ -816,7 +841,8 @@ timeout = "2s"
         self.assertEqual(body["http"]["services"], {"total": 1, "warnings": 0, "errors": 0})
         self.assertEqual(body["providers"], ["File"])
         code, _, body = yield self.getJSON(api + "/api/entrypoints")
-        self.assertEqual([(e["name"], e["address"]) for e in body], [("traefik", f"127.0.0.1:{traefik}"), ("web", f"127.0.0.1:{web}")])
+        addresses = [(e["name"], e["address"]) for e in body]
+        self.assertEqual(addresses, [("traefik", f"127.0.0.1:{traefik}"), ("web", f"127.0.0.1:{web}")])
         code, _, body = yield self.getJSON(api + "/api/rawdata")
         self.assertIn("app@file", body["services"])
         code, _, body = yield self.getJSON(api + "/api/version")
@@ -829,7 +855,8 @@ timeout = "2s"
         self.assertEqual(code, 401)
         code, _, body = yield self.getJSON(operator, host="api.local", headers=basic("admin", "secret"))
         self.assertEqual((code, sorted(body)), (200, ["Codename", "Version", "startDate"]))
-        response, _ = yield self.client.get(f"http://127.0.0.1:{web}/dashboard", host="api.local", headers=basic("admin", "secret"))
+        dashboard = f"http://127.0.0.1:{web}/dashboard"
+        response, _ = yield self.client.get(dashboard, host="api.local", headers=basic("admin", "secret"))
         self.assertEqual((response.code, response.headers.getRawHeaders(b"location")), (302, [b"/dashboard/"]))
         self.assertEqual(relayd.stop(), 0)
 
