@@ -930,3 +930,50 @@ class DocsTests(unittest.SynchronousTestCase):
         self.addCleanup(os.chdir, cwd)
         self.assertEqual(main(["check", "--config", path], out), 0, out.getvalue())
         self.assertNotIn("warning", out.getvalue())
+
+
+class SetUpTests(unittest.SynchronousTestCase):
+    def relayd(self, accessLog: AccessLogConfig | None, filePath: str = "") -> Any:
+        from twisted.application.service import MultiService
+
+        from relayd.config.static import EntryPointObservability
+
+        parent = MultiService()
+        parent.static = SimpleNamespace(accessLog=accessLog, log=Log(filePath=filePath))  # type: ignore[attr-defined]
+        parent.reactor = Clock()  # type: ignore[attr-defined]
+        parent.entryPoints = {  # type: ignore[attr-defined]
+            name: SimpleNamespace(
+                config=SimpleNamespace(observability=EntryPointObservability(accessLogs=on)), observers=[]
+            )
+            for name, on in (("web", True), ("quiet", False))
+        }
+        return parent
+
+    def test_observersOnLoggedEntryPoints(self) -> None:
+        """
+        The access log observes the entrypoints whose
+        observability.accessLogs is true, and only those.
+        """
+        from relayd.observability.accesslog import setUp
+
+        path = os.path.join(tempdir(self), "access.log")
+        parent = self.relayd(AccessLogConfig(filePath=path))
+        accessLog = setUp(parent)
+        assert accessLog is not None
+        self.addCleanup(accessLog.close)
+        self.assertEqual(parent.entryPoints["web"].observers, [accessLog.observe])
+        self.assertEqual(parent.entryPoints["quiet"].observers, [])
+        self.assertIsNotNone(parent.getServiceNamed("accesslog"))
+
+    def test_nothingWithoutAccessLog(self) -> None:
+        """
+        Without an accessLog section no entrypoint gets an observer (so
+        requests cost nothing); a process log file still gets its reopen
+        service.
+        """
+        from relayd.observability.accesslog import setUp
+
+        parent = self.relayd(None, filePath="relayd.log")
+        self.assertIsNone(setUp(parent))
+        self.assertEqual([ep.observers for ep in parent.entryPoints.values()], [[], []])
+        self.assertEqual([s.name for s in parent], ["logreopen"])

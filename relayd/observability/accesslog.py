@@ -574,7 +574,9 @@ class AccessLogService(service.Service):
     def startService(self) -> None:
         super().startService()
         installReopenSignal(self.reactor, self.accessLog.reopen)
-        self.reactor.addSystemEventTrigger("after", "shutdown", self.accessLog.close)
+        addTrigger = getattr(self.reactor, "addSystemEventTrigger", None)
+        if addTrigger is not None:
+            addTrigger("after", "shutdown", self.accessLog.close)
 
     def stopService(self) -> None:
         super().stopService()
