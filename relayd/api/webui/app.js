@@ -79,8 +79,14 @@
     return "#/" + protocol + "/" + kind + "/" + encodeURIComponent(name);
   }
 
+  // A name that may break before its "@provider" when space is short.
+  function breakableName(name) {
+    const at = name.lastIndexOf("@");
+    return at <= 0 ? name : [name.slice(0, at), h("wbr"), name.slice(at)];
+  }
+
   function objectLink(protocol, kind, name) {
-    return h("a", {href: objectHref(protocol, kind, name)}, name);
+    return h("a", {href: objectHref(protocol, kind, name)}, breakableName(name));
   }
 
   // ---------------------------------------------------------------- API access
@@ -212,6 +218,22 @@
     return h("span", {class: "tls", title: JSON.stringify(router.tls)}, "TLS" + (bits.length ? " (" + bits.join(", ") + ")" : ""));
   }
 
+  // Internal routers sit at the top of Go's int64 (JSON numbers lose those
+  // digits, hence priorityStr): shown as "max" or "max−N".
+  const MAX_PRIORITY = "9223372036854775807";
+
+  function priorityCell(r) {
+    const text = r.priorityStr || (r.priority !== undefined ? String(r.priority) : "");
+    if (!text) return h("span", {class: "muted"}, "—");
+    if (text.length === MAX_PRIORITY.length && typeof BigInt === "function") {
+      const below = BigInt(MAX_PRIORITY) - BigInt(text);
+      if (below >= 0n && below < 1000n) {
+        return h("span", {title: text}, below === 0n ? "max" : "max−" + below.toString());
+      }
+    }
+    return text;
+  }
+
   function routersColumns(protocol) {
     const columns = [
       ["Status", function (r) { return badge(r.status); }],
@@ -222,7 +244,7 @@
     }
     columns.push(["Entrypoints", function (r) { return (r.using || r.entryPoints || []).join(", ") || "—"; }]);
     if (protocol !== "udp") {
-      columns.push(["Priority", function (r) { return r.priorityStr || (r.priority !== undefined ? String(r.priority) : "—"); }, "num"]);
+      columns.push(["Priority", priorityCell, "num"]);
     }
     if (protocol !== "udp") {
       columns.push(["Middlewares", function (r) {
@@ -338,7 +360,7 @@
     if (!shown.length) {
       view.content.appendChild(h("p", {class: "empty"}, items.length ? "Nothing matches the search and filter." : "None."));
     } else {
-      view.content.appendChild(table);
+      view.content.appendChild(h("div", {class: "table-wrap"}, table));
     }
   }
 
@@ -364,7 +386,7 @@
     const fields = [];
     if (r.rule !== undefined) fields.push(field("Rule", codeOrDash(r.rule)));
     if (r.ruleSyntax) fields.push(field("Rule syntax", r.ruleSyntax));
-    if (r.priority !== undefined || r.priorityStr) fields.push(field("Priority", r.priorityStr || String(r.priority)));
+    if (r.priority !== undefined || r.priorityStr) fields.push(field("Priority", priorityCell(r)));
     fields.push(field("Entrypoints", (r.using || r.entryPoints || []).join(", ") || "—"));
     if (protocol !== "udp") {
       fields.push(field("Middlewares", joinLinks(r.middlewares, function (m) {
