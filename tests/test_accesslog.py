@@ -174,6 +174,8 @@ class TimeFormatTests(unittest.SynchronousTestCase):
         self.assertEqual(rfc3339(START, utc=True), "2023-11-14T22:13:20.25Z")
         self.assertEqual(rfc3339(1700000000.0, utc=True), "2023-11-14T22:13:20Z")
         self.assertEqual(rfc3339(START, utc=True, fraction=False), "2023-11-14T22:13:20Z")
+        self.assertEqual(rfc3339(1700000000.9999999, utc=True), "2023-11-14T22:13:21Z")
+        self.assertEqual(rfc3339(1700000000.000123, utc=True), "2023-11-14T22:13:20.000123Z")
         local = rfc3339(START, utc=False)
         parsed = datetime.datetime.fromisoformat(local.replace("Z", "+00:00"))
         self.assertEqual(parsed.timestamp(), START)

@@ -100,6 +100,8 @@ class Fields:
         # Nothing to look at when every header is dropped.
         self.noHeaders = self.headerDefault == "drop" and all(mode == "drop" for mode in self.headerNames.values())
         self._keep: dict[str, bool] = {}
+        # The common case: every field kept.
+        self.keepAll = self.keepDefault and all(self.names.values())
 
     def keep(self, key: str) -> bool:
         kept = self._keep.get(key)
@@ -153,11 +155,25 @@ def rfc3339(seconds: float, utc: bool, fraction: bool = True) -> str:
     trailing zeros cut, C{Z} for UTC) or, without C{fraction}, as logrus
     writes its C{time} field.
     """
-    moment = _goTime(seconds, utc)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    if fraction and moment.microsecond:
-        text += "." + f"{moment.microsecond:06d}".rstrip("0")
-    return text + _offset(moment, colon=True)
+    whole = int(seconds // 1)
+    key = (whole, utc)
+    cached = _SECONDS.get(key)
+    if cached is None:
+        moment = _goTime(whole, utc)
+        cached = (moment.strftime("%Y-%m-%dT%H:%M:%S"), _offset(moment, colon=True))
+        if len(_SECONDS) > 16:
+            _SECONDS.clear()
+        _SECONDS[key] = cached
+    micro = round((seconds - whole) * 1e6)
+    if micro >= 1000000:
+        return rfc3339(whole + 1, utc, fraction)
+    if fraction and micro:
+        return cached[0] + "." + f"{micro:06d}".rstrip("0") + cached[1]
+    return cached[0] + cached[1]
+
+
+# The whole-second part of recent RFC 3339 times, by (second, utc).
+_SECONDS: dict[tuple[int, bool], tuple[str, str]] = {}
 
 
 def clfTime(seconds: float, utc: bool = True) -> str:
@@ -489,7 +505,11 @@ class AccessLog:
         """
         core = self.coreFields(request, context, code, count, start, now)
         fields = self.fields
-        out = {key: value for key, value in core.items() if fields.keep(key)}
+        if fields.keepAll:
+            out = core
+        else:
+            keep = fields.keep
+            out = {key: value for key, value in core.items() if keep(key)}
         if not fields.noHeaders:
             fields.addHeaders(out, "request_", request.requestHeaders)
             if context.originStart:
