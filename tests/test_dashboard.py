@@ -455,3 +455,34 @@ def _answers(url: str) -> defer.Deferred[bool]:
 
     d = client.get(url).addCallback(lambda r: r[0].code == 200 and b"Version" in r[1])
     return d.addBoth(done)
+
+
+class DocsTests(SynchronousTestCase):
+    """
+    The configuration shown in the dashboard's page of the docs checks clean.
+    """
+
+    def test_insecureExample(self) -> None:
+        """
+        The insecure-mode example of C{docs/dashboard.rst} passes
+        C{relayd check}.
+        """
+        import io
+
+        from relayd.cli import main
+
+        with open(os.path.join(ROOT, "docs", "dashboard.rst"), encoding="utf-8") as f:
+            text = f.read()
+        start = text.index("::\n", text.index("the insecure")) + 3
+        lines = []
+        for line in text[start:].splitlines()[1:]:
+            if line and not line.startswith("    "):
+                break
+            lines.append(line[4:])
+        block = "\n".join(lines).strip() + "\n"
+        self.assertIn("insecure = true", block)
+        path = os.path.join(tempdir(self), "relayd.toml")
+        writeFile(path, block)
+        out = io.StringIO()
+        self.assertEqual(main(["check", "--config", path], out), 0, out.getvalue())
+        self.assertNotIn("warning", out.getvalue())

@@ -1,0 +1,1 @@
+The dashboard (``dashboard@internal``, at ``/dashboard/``): entrypoints, routers, services with their servers' health and middlewares, with search and status filters, following configuration changes by itself; its files ship inside the package and load nothing from elsewhere.
