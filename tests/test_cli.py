@@ -300,3 +300,32 @@ class ConsoleScriptTests(SynchronousTestCase):
         )
         self.assertEqual(result.returncode, 1, result.stderr)
         self.assertIn("no router matches (404)", result.stdout)
+
+
+class DocumentationTests(SynchronousTestCase):
+    def test_explainExample(self) -> None:
+        """
+        docs/cli.rst's explain example prints exactly what the page shows, with the page's dynamic file.
+        """
+        import shlex
+
+        from tests.test_examples import _literalBlock
+
+        with open(os.path.join(ROOT, "docs", "cli.rst"), encoding="utf-8") as f:
+            page = f.read()
+        directory = tempdir(self)
+        writeFile(os.path.join(directory, "shop.yml"), _literalBlock(page, "this dynamic file (``shop.yml``"))
+        writeFile(
+            os.path.join(directory, "relayd.toml"),
+            '[entryPoints.web]\naddress = ":80"\n[providers.file]\nfilename = "shop.yml"\n',
+        )
+        command, *expected = _literalBlock(page, "is explained so").splitlines()
+        self.assertTrue(command.startswith("$ relayd "), command)
+        cwd = os.getcwd()
+        os.chdir(directory)
+        self.addCleanup(os.chdir, cwd)
+        out = io.StringIO()
+        self.assertEqual(main(shlex.split(command)[2:], out), 0, out.getvalue())
+        self.assertEqual(out.getvalue().splitlines(), expected)
+        check = io.StringIO()
+        self.assertEqual((main(["check"], check), check.getvalue()), (0, "relayd.toml: OK\n"))

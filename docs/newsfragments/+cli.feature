@@ -1,0 +1,1 @@
+``relayd check`` prints every error with its file, line and key path and exits non-zero for CI; ``relayd explain`` (and ``GET /api/explain``) shows which router, middlewares, service and server a request would reach and why each router before it did not match; routers that can never match are flagged with a warning status.
