@@ -329,3 +329,44 @@ class DocumentationTests(SynchronousTestCase):
         self.assertEqual(out.getvalue().splitlines(), expected)
         check = io.StringIO()
         self.assertEqual((main(["check"], check), check.getvalue()), (0, "relayd.toml: OK\n"))
+
+
+class LocatorTests(SynchronousTestCase):
+    def test_toml(self) -> None:
+        """
+        TOML key lines: tables, arrays of tables by index, quoted keys, dotted keys, multi-line strings skipped.
+        """
+        from relayd.config.loader import keyLines, lineOf
+
+        text = (
+            "# comment\n"
+            "[http.routers.'a.b']\n"
+            "rule = '''\n"
+            "[not.a.table]\n"
+            "'''\n"
+            "tls.options = \"x\"\n"
+            "[[http.services.s.loadBalancer.servers]]\n"
+            "url = \"http://a\"\n"
+            "[[http.services.s.loadBalancer.servers]]\n"
+            "url = \"http://b\"\n"
+        )
+        lines = keyLines(text, "d.toml")
+        self.assertNotIn("not.a.table", lines)
+        self.assertEqual(lineOf(lines, "http.routers.a.b.rule"), 3)
+        self.assertEqual(lineOf(lines, "http.routers.a.b.tls.options"), 6)
+        self.assertEqual(lineOf(lines, "http.routers.a.b.service"), 2)
+        self.assertEqual(lineOf(lines, "http.services.s.loadBalancer.servers[1].url"), 10)
+        self.assertEqual(lineOf(lines, "http.services.s.loadBalancer.servers[0]"), 7)
+        self.assertIsNone(lineOf(lines, "tcp.routers.x"))
+
+    def test_yamlAndJSON(self) -> None:
+        """
+        YAML and JSON key lines come from the parser's marks, sequence items by index.
+        """
+        from relayd.config.loader import keyLines, lineOf
+
+        yamlLines = keyLines("http:\n  services:\n    s:\n      weighted:\n        services:\n          - name: a\n          - name: b\n", "d.yml")
+        self.assertEqual(lineOf(yamlLines, "http.services.s.weighted.services[1].name"), 7)
+        jsonLines = keyLines('{\n  "http": {\n    "routers": {\n      "r": {"rule": "x"}\n    }\n  }\n}\n', "d.json")
+        self.assertEqual(lineOf(jsonLines, "http.routers.r.rule"), 4)
+        self.assertEqual(keyLines("a: [", "broken.yml"), {})
