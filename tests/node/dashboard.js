@@ -112,8 +112,12 @@ async function main() {
     check(rule.indexOf("Host(`app.example`)") >= 0, "the router's rule is not shown: " + rule);
     console.log("routers rendered");
 
-    // The configuration changes under the page: no reload, yet it follows.
+    // The configuration changes under the page: no reload, yet it follows,
+    // and the reader's scroll position stays.
     await page.evaluate(function () { window.relaydSamePage = true; });
+    await page.setViewportSize({ width: 1280, height: 300 });
+    await page.evaluate(function () { window.scrollTo(0, 150); });
+    await page.waitForFunction(function () { return window.scrollY === 150; });
     const generationBefore = await page.getAttribute("body", "data-generation");
     step("change");
     const answer = await firstStdinLine(WAIT * 2);
@@ -127,6 +131,9 @@ async function main() {
     });
     check(errorColor === "rgb(179, 38, 30)", "the error is not red: " + errorColor);
     check(await page.evaluate(function () { return window.relaydSamePage === true; }), "the page was reloaded");
+    const scrolled = await page.evaluate(function () { return window.scrollY; });
+    check(scrolled === 150, "the redraw moved the page to " + scrolled);
+    await page.setViewportSize({ width: 1280, height: 720 });
     const generationAfter = await page.getAttribute("body", "data-generation");
     if (generationBefore) {
       check(Number(generationAfter) > Number(generationBefore),

@@ -640,6 +640,11 @@
 
   async function refresh() {
     if (busy || !current) return;
+    if (document.hidden) {
+      // Nobody is looking: check again later, and at once when the tab shows.
+      schedule();
+      return;
+    }
     busy = true;
     const state = current;
     try {
@@ -714,6 +719,9 @@
   }
 
   window.addEventListener("hashchange", show);
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden && !busy) refresh();
+  });
   document.addEventListener("DOMContentLoaded", function () {
     loadVersion();
     show();
