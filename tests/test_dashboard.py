@@ -35,7 +35,8 @@ def serve(
     stripPrefix) and parse what it wrote: status, headers (lower-case names,
     last value), body.
     """
-    request = memoryRequest(method=method, uri=(uri if uri is not None else "/dashboard" + path).encode(), headers=headers)
+    target = uri if uri is not None else "/dashboard" + path
+    request = memoryRequest(method=method, uri=target.encode(), headers=headers)
     request.relayd = SimpleNamespace(forwardPath=path, beforeResponse=[])
     dashboardService(None, {}).handle(request)  # type: ignore[arg-type]
     return parseResponse(request.testTransport.written.getvalue())
@@ -228,6 +229,56 @@ class OfflineAssetsTests(SynchronousTestCase):
         script = readAsset("app.js").decode("utf-8")
         self.assertIn('const API = "../api/";', script)
         self.assertNotIn('"/api', script)
+
+
+class ServedTests(TestCase):
+    """
+    A real relayd in insecure API mode serves the dashboard through Traefik's
+    internal routers (no browser needed).
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_insecureMode(self):
+        """
+        The root redirects to C{/dashboard/}, which is the index; the assets
+        come with their types; C{HEAD} works; unknown and escaping paths are
+        404.
+        """
+        from tests.helpers import Client
+
+        directory = tempdir(self)
+        (port,) = freePorts(1)
+        writeFile(
+            os.path.join(directory, "relayd.toml"),
+            f'[api]\ninsecure = true\n\n[entryPoints.traefik]\naddress = "127.0.0.1:{port}"\n',
+        )
+        relayd = RelaydProcess(["--config", "relayd.toml"], cwd=directory)
+        self.addCleanup(relayd.stop)
+        base = f"http://127.0.0.1:{port}"
+        yield poll(lambda: _answers(base + "/api/version"), timeout=30)
+        client = Client()
+        self.addCleanup(client.close)
+
+        response, _ = yield client.get(base + "/")
+        self.assertEqual(response.code, 301)
+        self.assertEqual(response.headers.getRawHeaders(b"location"), [f"{base}/dashboard/".encode()])
+        response, body = yield client.get(base + "/dashboard/")
+        self.assertEqual((response.code, body), (200, readAsset("index.html")))
+        self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"text/html; charset=utf-8"])
+        types = (("app.js", b"text/javascript; charset=utf-8"), ("style.css", b"text/css; charset=utf-8"))
+        for name, contentType in types:
+            response, body = yield client.get(f"{base}/dashboard/{name}")
+            self.assertEqual((response.code, body), (200, readAsset(name)))
+            self.assertEqual(response.headers.getRawHeaders(b"content-type"), [contentType])
+        response, body = yield client.get(base + "/dashboard/app.js", method=b"HEAD")
+        self.assertEqual((response.code, body), (200, b""))
+        self.assertEqual(response.headers.getRawHeaders(b"content-length"), [str(len(readAsset("app.js"))).encode()])
+        for path in ("/dashboard/nope.js", "/dashboard/%2e%2e/dashboard.py", "/dashboard/..%2fdashboard.py"):
+            response, body = yield client.get(base + path)
+            self.assertEqual(response.code, 404, path)
+            self.assertNotIn(b"import", body)
 
 
 def _requireBrowser() -> str:
