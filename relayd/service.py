@@ -90,7 +90,8 @@ class RelaydService(service.MultiService):
         if workers > 1 and self.workerIndex == 0:
             grace = max((float(ep.transport.lifeCycle.requestAcceptGraceTimeout) + float(ep.transport.lifeCycle.graceTimeOut)
                          for ep in self.static.entryPoints.values()), default=10.0)
-            WorkerSupervisor(workers, reactor, grace).setServiceParent(self)
+            reopen = self.static.accessLog is not None or bool(self.static.log.filePath)
+            WorkerSupervisor(workers, reactor, grace, forwardReopen=reopen).setServiceParent(self)
         # The access log (accessLog), observing the entrypoints whose
         # observability.accessLogs is on; SIGUSR1 reopens its file and the
         # process log file.

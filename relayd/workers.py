@@ -73,8 +73,18 @@ class WorkerSupervisor(service.Service):
 
     _log = Logger()
 
-    def __init__(self, count: int, reactor: Any, grace: float, argv: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        count: int,
+        reactor: Any,
+        grace: float,
+        argv: Sequence[str] | None = None,
+        forwardReopen: bool = False,
+    ) -> None:
         self.setName("workers")
+        # Pass SIGUSR1 (reopen the log files) on to the other workers; only
+        # when they handle it, since its default action ends a process.
+        self.forwardReopen = forwardReopen
         self.count = count
         self.reactor = reactor
         self.grace = grace
@@ -86,6 +96,25 @@ class WorkerSupervisor(service.Service):
         super().startService()
         for index in range(1, self.count):
             self._spawn(index)
+        if self.forwardReopen:
+            previous = signal.getsignal(signal.SIGUSR1)
+
+            def forward(signum: int, frame: Any) -> None:
+                self.reactor.callFromThread(self.signalWorkers, signal.SIGUSR1)
+                if callable(previous):
+                    previous(signum, frame)
+
+            signal.signal(signal.SIGUSR1, forward)
+
+    def signalWorkers(self, signalNumber: int) -> None:
+        """
+        Send a signal to every running worker.
+        """
+        for _, transport in list(self.workers.values()):
+            try:
+                transport.signalProcess(signalNumber)
+            except Exception:
+                continue
 
     def _spawn(self, index: int) -> None:
         worker = _Worker(self, index)

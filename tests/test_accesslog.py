@@ -9,6 +9,7 @@ real WebSocket server, including rotation with SIGUSR1.
 from __future__ import annotations
 
 import datetime
+import http.client
 import json
 import os
 import re
@@ -856,6 +857,74 @@ minDuration = "200ms"
         self.assertIn("no router matches", "\n".join(readLines(processLog)))
 
     @defer.inlineCallbacks
+    def test_rotationWithWorkers(self):
+        """
+        With two workers, SIGUSR1 to the first process reaches the other
+        worker too: after the rename, every request (spread over both
+        workers by the kernel) is logged in the new file.
+        """
+        writeFile(
+            os.path.join(self.dir, "relayd.toml"),
+            f"""
+workers = 2
+
+[log]
+level = "INFO"
+
+[entryPoints.web]
+address = "127.0.0.1:{self.port}"
+
+[providers.file]
+filename = "dynamic.toml"
+
+[accessLog]
+filePath = "{self.accessPath}"
+""",
+        )
+        writeFile(
+            os.path.join(self.dir, "dynamic.toml"),
+            f"""
+[http.routers.r]
+rule = "PathPrefix(`/`)"
+service = "s"
+
+[[http.services.s.loadBalancer.servers]]
+url = "{self.backendURL}"
+""",
+        )
+        self.relayd = RelaydProcess(["--config", "relayd.toml"], cwd=self.dir)
+        self.addCleanup(self.relayd.stop)
+        yield self.relayd.waitForLog(f"listening on 127.0.0.1:{self.port}", count=2)
+
+        def fresh(path: str) -> int:
+            # One request per connection, so the kernel may pick either worker.
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            try:
+                connection.request("GET", path, headers={"Connection": "close"})
+                response = connection.getresponse()
+                response.read()
+                return response.status
+            finally:
+                connection.close()
+
+        codes = yield threads.deferToThread(lambda: [fresh("/before") for _ in range(10)])
+        self.assertEqual(set(codes), {200})
+        yield self.linesIn(self.accessPath, 10)
+        os.rename(self.accessPath, self.accessPath + ".1")
+        self.relayd.process.send_signal(signal.SIGUSR1)
+        yield poll(lambda: os.path.exists(self.accessPath))
+        # The other worker reopens a moment later: wait for its own file
+        # descriptor on the new file rather than sleeping.
+        yield poll(lambda: _openersOf(self.accessPath) >= 2, timeout=15)
+        codes = yield threads.deferToThread(lambda: [fresh("/after") for _ in range(40)])
+        self.assertEqual(set(codes), {200})
+        yield self.linesIn(self.accessPath, 40)
+        yield threads.deferToThread(self.relayd.stop)
+        old = [parseCommon(line)["path"] for line in readLines(self.accessPath + ".1")]
+        new = [parseCommon(line)["path"] for line in readLines(self.accessPath)]
+        self.assertEqual((old, new), (["/before"] * 10, ["/after"] * 40))
+
+    @defer.inlineCallbacks
     def test_processLogJSONAndAccessLogOnStdout(self):
         """
         log.filePath with log.format json writes the process log as JSON
@@ -979,3 +1048,26 @@ class SetUpTests(unittest.SynchronousTestCase):
         self.assertIsNone(setUp(parent))
         self.assertEqual([ep.observers for ep in parent.entryPoints.values()], [[], []])
         self.assertEqual([s.name for s in parent], ["logreopen"])
+
+
+def _openersOf(path: str) -> int:
+    """
+    How many processes have C{path} open (from /proc).
+    """
+    target = os.path.realpath(path)
+    count = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                    count += 1
+                    break
+            except OSError:
+                continue
+    return count
