@@ -199,14 +199,12 @@ def _misdirected(request: Any, runtime: Runtime, router: str, entryPoint: str) -
     tls = getattr(runtime, "tls", None)
     if tls is None:
         return False
-    stream = getattr(request, "stream", None)
-    transport = stream.connection.transport if stream is not None else request.channel.transport
-    getHandle = getattr(transport, "getHandle", None)
-    if getHandle is None:
-        return False
-    from relayd.tls.creator import handshakeInfo
+    from relayd.tls.creator import handshakeInfo, tlsTransport
 
-    chosen = handshakeInfo(getHandle()).optionsName
+    transport = tlsTransport(request)
+    if transport is None:
+        return False
+    chosen = handshakeInfo(transport.getHandle()).optionsName
     return chosen is not None and chosen != tls.routerOptionsName(router, entryPoint)
 
 

@@ -51,7 +51,6 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from OpenSSL import crypto
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer
 
 from relayd.config.middlewares import (
@@ -64,6 +63,7 @@ from relayd.interfaces import IHTTPHandler
 from relayd.middlewares.paths import GoURLError, decode, encode
 from relayd.middlewares.redirect import parseGoURL
 from relayd.runtime.build import BuildContext, ObjectInfo
+from relayd.tls.creator import tlsTransport
 
 CERT_HEADER = b"X-Forwarded-Tls-Client-Cert"
 CERT_INFO_HEADER = b"X-Forwarded-Tls-Client-Cert-Info"
@@ -94,21 +94,6 @@ _UINT64 = 1 << 64
 
 
 # Finding the certificates.
-
-
-def tlsTransport(request: Any) -> TLSMemoryBIOProtocol | None:
-    """
-    The TLS connection C{request} arrived on, or C{None} for a plain one:
-    the channel's transport for HTTP/1.1, the connection's for an HTTP/2
-    stream.
-    """
-    stream = getattr(request, "stream", None)
-    connection = getattr(stream, "connection", None)
-    candidates = (getattr(connection, "transport", None), getattr(getattr(request, "channel", None), "transport", None))
-    for transport in candidates:
-        if isinstance(transport, TLSMemoryBIOProtocol):
-            return transport
-    return None
 
 
 def peerCertificates(request: Any) -> tuple[bytes, ...]:

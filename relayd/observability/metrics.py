@@ -104,13 +104,13 @@ def tlsLabels(request: Any) -> tuple[str, str] | None:
     """
     if not request.isSecure():
         return None
-    stream = getattr(request, "stream", None)
-    transport = stream.connection.transport if stream is not None else request.channel.transport
-    getHandle = getattr(transport, "getHandle", None)
-    if getHandle is None:
+    from relayd.tls.creator import tlsTransport
+
+    transport = tlsTransport(request)
+    if transport is None:
         return None
     try:
-        connection = getHandle()
+        connection = transport.getHandle()
         version = connection.get_protocol_version_name()
         cipher = connection.get_cipher_name() or ""
     except Exception:

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import attrs
 from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -269,3 +270,18 @@ def serverConnectionCreator(
     being served (C{lambda: watcher.runtime.tls}).
     """
     return SNIConnectionCreator(currentRuntime, entryPoint)
+
+
+def tlsTransport(request: Any) -> TLSMemoryBIOProtocol | None:
+    """
+    The TLS connection C{request} arrived on, or C{None} for a plain one:
+    the channel's transport for HTTP/1.1, the connection's for an HTTP/2
+    stream. Its C{getHandle()} is the L{OpenSSL.SSL.Connection}.
+    """
+    stream = getattr(request, "stream", None)
+    connection = getattr(stream, "connection", None)
+    candidates = (getattr(connection, "transport", None), getattr(getattr(request, "channel", None), "transport", None))
+    for transport in candidates:
+        if isinstance(transport, TLSMemoryBIOProtocol):
+            return transport
+    return None
